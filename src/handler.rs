@@ -1,0 +1,195 @@
+//! HTTP in, decision, HTTP out. Shared by Lambda mode and `serve`.
+
+use std::borrow::Cow;
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+
+use crate::rules::{self, Decision, FailPolicy, Reason, Task};
+use crate::sources::RulesSource;
+use crate::taskrouter::{self, AssignmentCallback, CallbackError};
+
+/// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
+pub const ROUTE: &str = "/assignment";
+/// The largest callback body accepted; TaskRouter's are a few KB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Marks a request whose body was refused before it reached the handler (set by the
+/// Lambda and `serve` front ends as a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// Marked base64 but not valid base64.
+    Undecodable,
+    /// Over [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// The client stopped sending, or sent too slowly.
+    Unreadable,
+}
+
+/// Settings the handler needs besides the rules.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub fail_policy: FailPolicy,
+}
+
+/// Everything a request needs, built once at start and shared by every request.
+pub struct App<S> {
+    pub rules: S,
+    pub settings: Settings,
+}
+
+/// Why a request gets no decision.
+#[derive(Debug, thiserror::Error)]
+enum Rejection {
+    #[error("no such resource; post assignment callbacks to {ROUTE}")]
+    NotFound,
+    #[error("method not allowed; use POST")]
+    MethodNotAllowed,
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("the event's body is not valid base64")]
+    Undecodable,
+    #[error("the body could not be read")]
+    Unreadable,
+    #[error("Content-Type must be application/x-www-form-urlencoded")]
+    NotAForm,
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+}
+
+impl Rejection {
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Undecodable
+            | Rejection::Unreadable
+            | Rejection::NotAForm
+            | Rejection::Callback(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl<S: RulesSource> App<S> {
+    /// Answers one request. Never fails: every outcome is an HTTP response.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        match self.answer(&request).await {
+            Ok(answer) => json_response(StatusCode::OK, &answer),
+            Err(rejection) => {
+                let status = rejection.status();
+                tracing::warn!(status = status.as_u16(), error = %rejection, "callback rejected");
+                let mut response = json_response(status, &json!({"error": rejection.to_string()}));
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                }
+                response
+            }
+        }
+    }
+
+    async fn answer(&self, request: &Request) -> Result<Value, Rejection> {
+        if route_path(request) != ROUTE {
+            return Err(Rejection::NotFound);
+        }
+        if request.method() != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        match request.extensions().get::<BodyProblem>() {
+            Some(BodyProblem::Undecodable) => return Err(Rejection::Undecodable),
+            Some(BodyProblem::TooLarge) => return Err(Rejection::TooLarge),
+            Some(BodyProblem::Unreadable) => return Err(Rejection::Unreadable),
+            None => {}
+        }
+        let body = request.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Rejection::TooLarge);
+        }
+        if !is_form(request) {
+            return Err(Rejection::NotAForm);
+        }
+        let callback = AssignmentCallback::from_form(body)?;
+
+        let loaded = self.rules.current().await;
+        let policy = self.settings.fail_policy;
+        let attributes = taskrouter::parse_attributes(&callback.task_attributes);
+        let decision = match (&loaded, &attributes) {
+            (_, None) => Decision::fail(policy, Reason::AttributesUnparseable),
+            (Some(loaded), Some(attributes)) => {
+                let task = Task {
+                    attributes,
+                    queue_sid: callback.task_queue_sid.as_deref(),
+                    queue_name: None,
+                };
+                loaded.rules.decide(&task, policy)
+            }
+            (None, Some(attributes)) if !rules::is_call_by_default(attributes) => {
+                Decision::NotACall
+            }
+            (None, Some(_)) => Decision::fail(policy, Reason::RulesUnavailable),
+        };
+
+        let reason = decision.reason();
+        tracing::info!(
+            task_sid = %callback.task_sid,
+            reservation_sid = %callback.reservation_sid,
+            task_queue_sid = callback.task_queue_sid.as_deref(),
+            workspace_sid = callback.workspace_sid.as_deref(),
+            decision = decision.outcome(),
+            reason = reason.kind(),
+            rule = reason.rule().map(|r| r.to_string()),
+            rules_version = loaded.as_ref().and_then(|l| l.version),
+            "decision"
+        );
+        let pass_through = match &loaded {
+            Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
+            None => Cow::Owned(serde_json::Map::new()),
+        };
+        Ok(taskrouter::answer(&decision, &pass_through))
+    }
+}
+
+/// The request path without an API Gateway stage prefix.
+pub fn route_path(request: &Request) -> &str {
+    let path = request.uri().path();
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" && !stage.is_empty() => path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(stage))
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path),
+        _ => path,
+    }
+}
+
+fn is_form(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

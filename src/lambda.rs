@@ -1,0 +1,70 @@
+//! Lambda mode: API Gateway events in, the shared handler, API Gateway responses out.
+//!
+//! `lambda_http` panics on a body marked base64 that is not (its conversion uses
+//! `expect`), so bodies are decoded here first and a bad one becomes a 400.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use base64::Engine;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Body, LambdaEvent, Request, RequestExt, TransformResponse};
+
+use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
+use crate::sources::RulesSource;
+
+/// Turns an API Gateway event into the request the handler sees, never panicking.
+pub fn into_request(mut event: LambdaRequest) -> Request {
+    let problem = match &mut event {
+        LambdaRequest::ApiGatewayV1(e) => take_encoded(&mut e.body, &mut e.is_base64_encoded),
+        LambdaRequest::ApiGatewayV2(e) => take_encoded(&mut e.body, &mut e.is_base64_encoded),
+        _ => Ok(None),
+    };
+    let mut request = Request::from(event);
+    match problem {
+        Ok(Some(bytes)) => *request.body_mut() = Body::Binary(bytes),
+        Ok(None) => {}
+        Err(problem) => {
+            request.extensions_mut().insert(problem);
+        }
+    }
+    request
+}
+
+/// Decodes a base64 body in place of `lambda_http`, leaving the event with no encoded body.
+fn take_encoded(
+    body: &mut Option<String>,
+    encoded: &mut bool,
+) -> Result<Option<Vec<u8>>, BodyProblem> {
+    if !*encoded {
+        return Ok(None);
+    }
+    *encoded = false;
+    let Some(text) = body.take() else {
+        return Ok(None);
+    };
+    // Base64 grows a body by 4/3: refuse an oversized one before decoding it.
+    if text.len() > MAX_BODY_BYTES / 3 * 4 + 4 {
+        return Err(BodyProblem::TooLarge);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(Some)
+        .map_err(|_| BodyProblem::Undecodable)
+}
+
+/// Runs the Lambda runtime loop until the runtime stops it.
+pub async fn run<S: RulesSource>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: LambdaEvent<LambdaRequest>| {
+            let app = Arc::clone(&app);
+            async move {
+                let origin = event.payload.request_origin();
+                let request = into_request(event.payload).with_lambda_context(event.context);
+                let answer = async move { Ok::<_, Infallible>(app.handle(request).await) };
+                TransformResponse::Request(origin, Box::pin(answer)).await
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,12 @@
+//! conditional-recording: decides, server-side, whether Twilio TaskRouter records each Flex
+//! call, answering TaskRouter's assignment callback with a `conference` instruction.
+
+pub mod cli;
+pub mod config;
+pub mod handler;
+pub mod lambda;
+pub mod logging;
+pub mod rules;
+pub mod serve;
+pub mod sources;
+pub mod taskrouter;

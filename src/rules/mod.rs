@@ -1,0 +1,370 @@
+//! Rules and the decision: a pure function of (rules, task). No clock, no network, no
+//! globals, so it can be benchmarked, fuzzed and explained.
+
+mod condition;
+mod document;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value};
+
+pub use condition::{AttributePath, Condition, Matcher, Scalar};
+pub use document::{MAX_DOCUMENT_BYTES, PASS_THROUGH_KEYS, RulesError, is_queue_sid};
+
+/// The example document `serve` runs on when no rules source is configured.
+pub const EXAMPLE_DOCUMENT: &str = r#"{
+  "enabled": true,
+  "exclude_queues": ["WQ00000000000000000000000000000000"],
+  "exclude_attributes": [{"key": "direction", "value": "outbound"}]
+}
+"#;
+
+/// A validated, compiled rules document.
+#[derive(Debug)]
+pub struct Rules {
+    enabled: bool,
+    exclude_queues: QueueRules,
+    exclude_attributes: Vec<Condition>,
+    include_queues: Option<QueueRules>,
+    include_attributes: Option<Vec<Condition>>,
+    instruction: Map<String, Value>,
+    voice_tasks: Vec<Condition>,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            enabled: false,
+            exclude_queues: QueueRules::default(),
+            exclude_attributes: Vec::new(),
+            include_queues: None,
+            include_attributes: None,
+            instruction: Map::new(),
+            voice_tasks: default_voice_tasks(),
+        }
+    }
+}
+
+/// Queue entries split by kind: SIDs decide from the callback alone, names need a lookup.
+/// Each maps to the index of its first entry in the document.
+#[derive(Debug, Default)]
+pub struct QueueRules {
+    by_sid: HashMap<String, usize>,
+    by_name: HashMap<String, usize>,
+}
+
+impl QueueRules {
+    fn by_sid(&self, sid: Option<&str>) -> Option<usize> {
+        sid.and_then(|sid| self.by_sid.get(sid).copied())
+    }
+
+    fn by_name(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    fn has_names(&self) -> bool {
+        !self.by_name.is_empty()
+    }
+}
+
+/// The lists of a document that a reason can point into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleList {
+    ExcludeQueues,
+    ExcludeAttributes,
+    IncludeQueues,
+    IncludeAttributes,
+}
+
+/// One entry of a document, by its JSON path: `exclude_attributes[1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef {
+    pub list: RuleList,
+    pub index: usize,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.list.as_str(), self.index)
+    }
+}
+
+/// What the decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Task<'a> {
+    pub attributes: &'a Value,
+    pub queue_sid: Option<&'a str>,
+    /// The queue's friendly name, when it has been resolved.
+    pub queue_name: Option<&'a str>,
+}
+
+/// `ON_RULES_UNAVAILABLE`: what a call gets when good rules cannot decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailPolicy {
+    #[default]
+    DoNotRecord,
+    Record,
+}
+
+impl FailPolicy {
+    pub fn parse(text: &str) -> Option<FailPolicy> {
+        match text {
+            "do-not-record" => Some(FailPolicy::DoNotRecord),
+            "record" => Some(FailPolicy::Record),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailPolicy::DoNotRecord => "do-not-record",
+            FailPolicy::Record => "record",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not a call (chat, SMS): TaskRouter gets `{}` and nothing is recorded by us.
+    NotACall,
+    /// A call: TaskRouter gets a `conference` instruction.
+    Conference { record: bool, reason: Reason },
+}
+
+impl Decision {
+    /// The decision when good rules cannot decide: the fail policy, with the cause.
+    pub fn fail(policy: FailPolicy, reason: Reason) -> Decision {
+        Decision::Conference {
+            record: policy == FailPolicy::Record,
+            reason,
+        }
+    }
+
+    /// `record-from-start`, `do-not-record`, or `no-action` for a task that is not a call.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::NotACall => "no-action",
+            Decision::Conference { record: true, .. } => "record-from-start",
+            Decision::Conference { record: false, .. } => "do-not-record",
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            Decision::NotACall => Reason::NotACall,
+            Decision::Conference { reason, .. } => *reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NotACall,
+    Disabled,
+    ExcludedByQueue(RuleRef),
+    ExcludedByAttribute(RuleRef),
+    Included(RuleRef),
+    NotIncluded,
+    NoExclusionMatched,
+    RulesUnavailable,
+    QueueNameUnresolved,
+    AttributesUnparseable,
+}
+
+impl Reason {
+    /// A stable machine name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::NotACall => "not_a_call",
+            Reason::Disabled => "disabled",
+            Reason::ExcludedByQueue(_) => "excluded_by_queue",
+            Reason::ExcludedByAttribute(_) => "excluded_by_attribute",
+            Reason::Included(_) => "included",
+            Reason::NotIncluded => "not_included",
+            Reason::NoExclusionMatched => "no_exclusion_matched",
+            Reason::RulesUnavailable => "rules_unavailable",
+            Reason::QueueNameUnresolved => "queue_name_unresolved",
+            Reason::AttributesUnparseable => "task_attributes_unparseable",
+        }
+    }
+
+    /// The rule that decided, when one did.
+    pub fn rule(&self) -> Option<RuleRef> {
+        match self {
+            Reason::ExcludedByQueue(r) | Reason::ExcludedByAttribute(r) | Reason::Included(r) => {
+                Some(*r)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Reason::NotACall => "not a call",
+            Reason::Disabled => "rules disabled",
+            Reason::ExcludedByQueue(_) => "excluded by queue",
+            Reason::ExcludedByAttribute(_) => "excluded by attribute",
+            Reason::Included(_) => "included",
+            Reason::NotIncluded => "not included",
+            Reason::NoExclusionMatched => "no exclusion matched",
+            Reason::RulesUnavailable => "rules unavailable",
+            Reason::QueueNameUnresolved => "queue name unresolved",
+            Reason::AttributesUnparseable => "task attributes unparseable",
+        };
+        match self.rule() {
+            Some(rule) => write!(f, "{text} ({rule})"),
+            None => f.write_str(text),
+        }
+    }
+}
+
+/// The default test for a call: `call_sid` present, or `direction` is `outbound` (the Flex
+/// dialer's tasks have no `call_sid` until the call connects).
+fn default_voice_tasks() -> Vec<Condition> {
+    let key = |k: &str| AttributePath::Dotted(vec![k.to_owned()]);
+    vec![
+        Condition::Match {
+            path: key("call_sid"),
+            matcher: Matcher::Exists(true),
+        },
+        Condition::Match {
+            path: key("direction"),
+            matcher: Matcher::Equals(Scalar::String("outbound".into())),
+        },
+    ]
+}
+
+static DEFAULT_VOICE_TASKS: LazyLock<Vec<Condition>> = LazyLock::new(default_voice_tasks);
+
+/// Whether a task is a call by the default test, for when no rules are loaded.
+pub fn is_call_by_default(attributes: &Value) -> bool {
+    DEFAULT_VOICE_TASKS.iter().any(|c| c.matches(attributes))
+}
+
+impl Rules {
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Keys merged into every `conference` instruction.
+    pub fn instruction(&self) -> &Map<String, Value> {
+        &self.instruction
+    }
+
+    /// Whether a decision may need the queue's friendly name.
+    pub fn names_queues(&self) -> bool {
+        self.enabled
+            && (self.exclude_queues.has_names()
+                || self
+                    .include_queues
+                    .as_ref()
+                    .is_some_and(QueueRules::has_names))
+    }
+
+    pub fn is_call(&self, attributes: &Value) -> bool {
+        self.voice_tasks.iter().any(|c| c.matches(attributes))
+    }
+
+    /// The decision for one task. Exclusion always wins over inclusion; a queue name that is
+    /// needed but unknown leaves the call to the fail policy.
+    pub fn decide(&self, task: &Task<'_>, policy: FailPolicy) -> Decision {
+        if !self.is_call(task.attributes) {
+            return Decision::NotACall;
+        }
+        let reason = self.reason(task);
+        match reason {
+            Reason::QueueNameUnresolved => Decision::fail(policy, reason),
+            Reason::Disabled | Reason::Included(_) | Reason::NoExclusionMatched => {
+                Decision::Conference {
+                    record: true,
+                    reason,
+                }
+            }
+            _ => Decision::Conference {
+                record: false,
+                reason,
+            },
+        }
+    }
+
+    fn reason(&self, task: &Task<'_>) -> Reason {
+        use RuleList::*;
+        if !self.enabled {
+            return Reason::Disabled;
+        }
+        let at = |list, index| RuleRef { list, index };
+
+        if let Some(i) = self.exclude_queues.by_sid(task.queue_sid) {
+            return Reason::ExcludedByQueue(at(ExcludeQueues, i));
+        }
+        if let Some(i) = first_match(&self.exclude_attributes, task.attributes) {
+            return Reason::ExcludedByAttribute(at(ExcludeAttributes, i));
+        }
+        if self.exclude_queues.has_names() {
+            match task.queue_name {
+                None => return Reason::QueueNameUnresolved,
+                Some(name) => {
+                    if let Some(i) = self.exclude_queues.by_name(name) {
+                        return Reason::ExcludedByQueue(at(ExcludeQueues, i));
+                    }
+                }
+            }
+        }
+
+        if self.include_queues.is_none() && self.include_attributes.is_none() {
+            return Reason::NoExclusionMatched;
+        }
+        let include_queues = self.include_queues.as_ref();
+        if let Some(i) = include_queues.and_then(|q| q.by_sid(task.queue_sid)) {
+            return Reason::Included(at(IncludeQueues, i));
+        }
+        let include_attributes = self.include_attributes.as_deref().unwrap_or_default();
+        if let Some(i) = first_match(include_attributes, task.attributes) {
+            return Reason::Included(at(IncludeAttributes, i));
+        }
+        match (include_queues.filter(|q| q.has_names()), task.queue_name) {
+            (Some(_), None) => Reason::QueueNameUnresolved,
+            (Some(queues), Some(name)) => match queues.by_name(name) {
+                Some(i) => Reason::Included(at(IncludeQueues, i)),
+                None => Reason::NotIncluded,
+            },
+            (None, _) => Reason::NotIncluded,
+        }
+    }
+}
+
+fn first_match(conditions: &[Condition], attributes: &Value) -> Option<usize> {
+    conditions.iter().position(|c| c.matches(attributes))
+}
+
+impl Rules {
+    /// One line counting the rules by kind, for `check`.
+    pub fn summary(&self) -> String {
+        let queues =
+            |q: &QueueRules| format!("{} SID(s), {} name(s)", q.by_sid.len(), q.by_name.len());
+        let mut parts = vec![
+            if self.enabled {
+                "enabled"
+            } else {
+                "disabled: every call is recorded"
+            }
+            .to_owned(),
+            format!("exclude_queues: {}", queues(&self.exclude_queues)),
+            format!("exclude_attributes: {}", self.exclude_attributes.len()),
+        ];
+        if let Some(q) = &self.include_queues {
+            parts.push(format!("include_queues: {}", queues(q)));
+        }
+        if let Some(a) = &self.include_attributes {
+            parts.push(format!("include_attributes: {}", a.len()));
+        }
+        if !self.instruction.is_empty() {
+            parts.push(format!("instruction keys: {}", self.instruction.len()));
+        }
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,99 @@
+//! `serve`: the shared handler on a local HTTP/1.1 server, for trying the service and for
+//! tests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use lambda_http::Body;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
+use crate::sources::RulesSource;
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 512;
+/// A client gets this long to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// And this long to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` completes.
+pub async fn serve<S: RulesSource>(
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            permit = Arc::clone(&permits).acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { return Ok(()) };
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(answer(&app, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn answer<S: RulesSource>(
+    app: &App<S>,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let (body, problem) = read_body(body).await;
+    let mut request = lambda_http::Request::from_parts(parts, body);
+    if let Some(problem) = problem {
+        request.extensions_mut().insert(problem);
+    }
+    let (parts, body) = app.handle(request).await.into_parts();
+    let bytes = match body {
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+/// Reads at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
+async fn read_body(body: Incoming) -> (Body, Option<BodyProblem>) {
+    let limited = Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => (Body::Binary(collected.to_bytes().to_vec()), None),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            (Body::Empty, Some(BodyProblem::TooLarge))
+        }
+        Ok(Err(_)) | Err(_) => (Body::Empty, Some(BodyProblem::Unreadable)),
+    }
+}

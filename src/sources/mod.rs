@@ -1,0 +1,94 @@
+//! Where rules come from. The only I/O in the crate lives under this module.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::rules::{Rules, RulesError};
+
+/// A rules document in force, with where it came from.
+#[derive(Debug)]
+pub struct LoadedRules {
+    pub rules: Rules,
+    /// The source's version of the document (an SSM parameter version), when it has one.
+    pub version: Option<i64>,
+}
+
+/// Something that can hand out the rules in force. `None` means no good document has ever
+/// been loaded; the caller then applies the fail policy.
+pub trait RulesSource: Send + Sync + 'static {
+    fn current(&self) -> impl Future<Output = Option<Arc<LoadedRules>>> + Send;
+
+    /// Says where rules come from, for start-up messages.
+    fn describe(&self) -> String;
+}
+
+/// Rules fixed for the life of the process: a local file or the embedded example.
+#[derive(Debug, Clone)]
+pub struct StaticRules {
+    rules: Arc<LoadedRules>,
+    origin: String,
+}
+
+impl StaticRules {
+    pub fn new(rules: Rules, origin: impl Into<String>) -> StaticRules {
+        StaticRules {
+            rules: Arc::new(LoadedRules {
+                rules,
+                version: None,
+            }),
+            origin: origin.into(),
+        }
+    }
+
+    /// Reads, validates and compiles a rules file.
+    pub fn from_file(path: &std::path::Path) -> Result<StaticRules, FileRulesError> {
+        let text = read_rules_file(path)?;
+        let rules = Rules::from_json(&text).map_err(|error| FileRulesError::Invalid {
+            path: path.display().to_string(),
+            error,
+        })?;
+        Ok(StaticRules::new(rules, format!("file {}", path.display())))
+    }
+}
+
+impl RulesSource for StaticRules {
+    async fn current(&self) -> Option<Arc<LoadedRules>> {
+        Some(Arc::clone(&self.rules))
+    }
+
+    fn describe(&self) -> String {
+        self.origin.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileRulesError {
+    #[error("{path}: cannot read: {error}")]
+    Unreadable { path: String, error: std::io::Error },
+    #[error("{path}: larger than {limit} bytes", limit = crate::rules::MAX_DOCUMENT_BYTES)]
+    TooLarge { path: String },
+    #[error("{path}: {error}")]
+    Invalid { path: String, error: RulesError },
+}
+
+/// Reads a rules file without reading more than a document may hold.
+pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError> {
+    use std::io::Read;
+    let shown = || path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|error| FileRulesError::Unreadable {
+        path: shown(),
+        error,
+    })?;
+    let mut text = String::new();
+    let limit = crate::rules::MAX_DOCUMENT_BYTES as u64;
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| FileRulesError::Unreadable {
+            path: shown(),
+            error,
+        })?;
+    if text.len() as u64 > limit {
+        return Err(FileRulesError::TooLarge { path: shown() });
+    }
+    Ok(text)
+}
