@@ -9,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, TransformResponse};
+use serde_json::{Value, json};
 
 use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
 use crate::sources::RulesSource;
@@ -53,18 +54,28 @@ fn take_encoded(
         .map_err(|_| BodyProblem::Undecodable)
 }
 
+/// Answers one invocation: the API Gateway response as JSON, in the shape the event's
+/// origin (REST or HTTP API) expects.
+pub async fn answer<S: RulesSource>(app: &App<S>, event: LambdaEvent<LambdaRequest>) -> Value {
+    let origin = event.payload.request_origin();
+    let request = into_request(event.payload).with_lambda_context(event.context);
+    let handled = async move { Ok::<_, Infallible>(app.handle(request).await) };
+    match TransformResponse::Request(origin, Box::pin(handled)).await {
+        Ok(response) => serde_json::to_value(response).unwrap_or_else(|_| internal_error()),
+        Err(never) => match never {},
+    }
+}
+
+/// Serialising a response of strings cannot fail; this keeps the answer well-formed anyway.
+fn internal_error() -> Value {
+    json!({"statusCode": 500, "headers": {"content-type": "application/json"}, "body": "{\"error\":\"internal error\"}"})
+}
+
 /// Runs the Lambda runtime loop until the runtime stops it.
 pub async fn run<S: RulesSource>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
-    lambda_http::lambda_runtime::run(lambda_http::service_fn(
-        move |event: LambdaEvent<LambdaRequest>| {
-            let app = Arc::clone(&app);
-            async move {
-                let origin = event.payload.request_origin();
-                let request = into_request(event.payload).with_lambda_context(event.context);
-                let answer = async move { Ok::<_, Infallible>(app.handle(request).await) };
-                TransformResponse::Request(origin, Box::pin(answer)).await
-            }
-        },
-    ))
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<LambdaRequest>| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(answer(&app, event).await) }
+    }))
     .await
 }

@@ -84,7 +84,7 @@ impl Rules {
                 ),
             ));
         }
-        let document: Value = serde_json::from_str(text)
+        let StrictJson(document) = serde_json::from_str(text)
             .map_err(|e| RulesError::at("", format!("not valid JSON: {e}")))?;
         Rules::from_value(&document)
     }
@@ -360,8 +360,7 @@ fn regex(pattern: &str, path: &str) -> Result<regex::Regex> {
 fn first_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
-        .next_back()
+        .rfind(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
         .unwrap_or("invalid regex")
         .to_owned()
 }
@@ -456,5 +455,74 @@ impl RuleList {
             RuleList::IncludeQueues => "include_queues",
             RuleList::IncludeAttributes => "include_attributes",
         }
+    }
+}
+
+/// JSON whose objects have no repeated key. A repeated key in a rules document is a
+/// mistake (two `exclude_attributes` lists, one silently dropped), so it is refused.
+struct StrictJson(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown = child(&key, "");
+                return Err(serde::de::Error::custom(format!("key {shown} appears twice in one object")));
+            }
+            let StrictJson(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }

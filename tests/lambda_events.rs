@@ -1,0 +1,177 @@
+//! Real-shaped API Gateway events (REST v1, HTTP API v2, a function URL) through
+//! `lambda_http` and the shared handler, as Lambda mode runs them.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conditional_recording::handler::{App, Settings};
+use conditional_recording::lambda;
+use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy, Rules};
+use conditional_recording::sources::StaticRules;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+fn app(policy: FailPolicy) -> App<StaticRules> {
+    App {
+        rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
+        settings: Settings { fail_policy: policy },
+    }
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/tests/data/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Sends an event through Lambda mode's path; returns (status, headers, body as JSON).
+async fn invoke(app: &App<StaticRules>, event: Value) -> (u16, Value, Value) {
+    let payload: LambdaRequest = serde_json::from_value(event).expect("an API Gateway event");
+    let response = lambda::answer(app, LambdaEvent::new(payload, Context::default())).await;
+    let status = response["statusCode"].as_u64().unwrap() as u16;
+    let body = response["body"].as_str().expect("a text body");
+    // REST responses carry their headers in multiValueHeaders; API Gateway merges the two.
+    let mut headers = response["headers"].clone();
+    if let Some(multi) = response["multiValueHeaders"].as_object() {
+        for (name, values) in multi {
+            headers[name] = values[0].clone();
+        }
+    }
+    (status, headers, serde_json::from_str(body).expect("a JSON body"))
+}
+
+/// Rewrites the form body of an event (decoding and re-encoding base64 as the event does).
+fn with_form(mut event: Value, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Value {
+    let encoded = event["isBase64Encoded"].as_bool().unwrap_or(false);
+    let body = event["body"].as_str().unwrap().to_owned();
+    let bytes = if encoded { STANDARD.decode(body).unwrap() } else { body.into_bytes() };
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    edit(&mut form);
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+    event["body"] = json!(if encoded { STANDARD.encode(body) } else { body });
+    event
+}
+
+fn set(form: &mut [(String, String)], name: &str, value: &str) {
+    form.iter_mut().find(|(k, _)| k == name).unwrap().1 = value.to_owned();
+}
+
+#[tokio::test]
+async fn every_api_gateway_flavour_gets_a_decision() {
+    let app = app(FailPolicy::DoNotRecord);
+    for name in [
+        "http-api-default-stage.json",
+        "http-api-named-stage.json",
+        "rest-api-prod-stage.json",
+        "function-url.json",
+    ] {
+        let (status, headers, body) = invoke(&app, event(name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(headers["content-type"], "application/json", "{name}: {headers}");
+        assert_eq!(
+            body,
+            json!({"instruction": "conference", "conference_record": "record-from-start"}),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn outbound_calls_and_excluded_queues_are_not_recorded() {
+    let app = app(FailPolicy::DoNotRecord);
+    for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
+        let outbound = with_form(event(name), |f| {
+            set(f, "TaskAttributes", r#"{"direction":"outbound","outbound_to":"+14155550123"}"#)
+        });
+        let (status, _, body) = invoke(&app, outbound).await;
+        assert_eq!((status, &body["conference_record"]), (200, &json!("do-not-record")), "{name}");
+
+        let payments = with_form(event(name), |f| set(f, "TaskQueueSid", "WQ00000000000000000000000000000000"));
+        let (_, _, body) = invoke(&app, payments).await;
+        assert_eq!(body["conference_record"], "do-not-record", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_chat_task_gets_no_instruction() {
+    let chat = with_form(event("http-api-named-stage.json"), |f| {
+        set(f, "TaskAttributes", r#"{"channelType":"web","direction":"inbound","from":"Visitor 4821"}"#)
+    });
+    let (status, _, body) = invoke(&app(FailPolicy::DoNotRecord), chat).await;
+    assert_eq!((status, body), (200, json!({})));
+}
+
+#[tokio::test]
+async fn unparseable_attributes_follow_the_fail_policy() {
+    for (policy, expected) in [
+        (FailPolicy::DoNotRecord, "do-not-record"),
+        (FailPolicy::Record, "record-from-start"),
+    ] {
+        let broken = with_form(event("function-url.json"), |f| set(f, "TaskAttributes", "{\"call_sid\": "));
+        let (status, _, body) = invoke(&app(policy), broken).await;
+        assert_eq!((status, body), (200, json!({"instruction": "conference", "conference_record": expected})));
+    }
+}
+
+#[tokio::test]
+async fn routing_and_method_errors() {
+    let app = app(FailPolicy::DoNotRecord);
+    let (status, headers, body) = invoke(&app, event("http-api-get.json")).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(headers["allow"], "POST");
+    let (status, _, body) = invoke(&app, event("http-api-unknown-path.json")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("/assignment"));
+
+    // The stage is part of the path only when it prefixes it: /Prod itself is no route.
+    let mut rest = event("rest-api-prod-stage.json");
+    rest["path"] = json!("/Prod");
+    let (status, _, _) = invoke(&app, rest).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_a_clear_400_not_a_panic() {
+    let app = app(FailPolicy::DoNotRecord);
+
+    let mut bad_base64 = event("http-api-default-stage.json");
+    bad_base64["body"] = json!("this is %%% not base64");
+    let (status, _, body) = invoke(&app, bad_base64).await;
+    assert_eq!((status, body), (400, json!({"error": "the event's body is not valid base64"})));
+
+    let mut not_a_form = event("http-api-default-stage.json");
+    not_a_form["headers"]["content-type"] = json!("application/json");
+    let (status, _, body) = invoke(&app, not_a_form).await;
+    assert_eq!(status, 400, "{body}");
+
+    for field in ["TaskSid", "ReservationSid", "TaskAttributes"] {
+        let missing = with_form(event("rest-api-prod-stage.json"), |f| f.retain(|(k, _)| k != field));
+        let (status, _, body) = invoke(&app, missing).await;
+        assert_eq!((status, body), (400, json!({"error": format!("{field} is missing")})));
+    }
+
+    let mut binary = event("function-url.json");
+    binary["body"] = json!(STANDARD.encode([0xff, 0xfe, b'=', 0x00]));
+    let (status, _, body) = invoke(&app, binary).await;
+    assert_eq!((status, body), (400, json!({"error": "the body is not UTF-8 form data"})));
+
+    let mut empty = event("http-api-default-stage.json");
+    empty["body"] = Value::Null;
+    let (status, _, body) = invoke(&app, empty).await;
+    assert_eq!((status, body), (400, json!({"error": "TaskSid is missing"})));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_before_decoding() {
+    let app = app(FailPolicy::DoNotRecord);
+    let padding = "x".repeat(300 * 1024);
+    for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
+        let big = with_form(event(name), |f| f.push(("Padding".into(), padding.clone())));
+        let (status, _, body) = invoke(&app, big).await;
+        assert_eq!(status, 413, "{name}: {body}");
+    }
+    let mut huge_base64 = event("http-api-default-stage.json");
+    huge_base64["body"] = json!("A".repeat(2 << 20));
+    let (status, _, _) = invoke(&app, huge_base64).await;
+    assert_eq!(status, 413);
+}
