@@ -9,10 +9,11 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{Config, RulesLocation};
-use crate::handler::{App, ROUTE, Settings};
+use crate::handler::{ROUTE, Signatures};
 use crate::rules::{self, Rules, Task, is_queue_sid};
-use crate::sources::{StaticRules, read_rules_file};
+use crate::sources::{RulesSource, read_rules_file};
 use crate::taskrouter;
+use crate::wiring::{self, Face};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,42 +57,31 @@ pub enum Command {
 type Fault = String;
 
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
-    let (rules, origin) = match &config.rules {
-        RulesLocation::File(path) => {
-            let source = StaticRules::from_file(path).map_err(|e| e.to_string())?;
-            (source, None)
-        }
-        RulesLocation::Unset => {
-            let rules = Rules::from_json(rules::EXAMPLE_DOCUMENT)
-                .map_err(|e| format!("embedded example: {e}"))?;
-            (
-                StaticRules::new(rules, "the embedded example document"),
-                Some(rules::EXAMPLE_DOCUMENT),
-            )
-        }
-    };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
+        let app = wiring::build(&config, Face::Serve).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        let describe = crate::sources::RulesSource::describe(&rules);
         println!("conditional-recording serving POST http://{bound}{ROUTE}");
-        println!("rules: {describe}");
-        if let Some(example) = origin {
-            println!("{}", example.trim_end());
+        println!("rules: {}", app.rules.describe());
+        if config.rules == RulesLocation::Unset {
+            println!("{}", rules::EXAMPLE_DOCUMENT.trim_end());
         }
-        println!("signatures: NOT VALIDATED; any client can ask for decisions (local use only)");
-        tracing::warn!(addr = %bound, "serving without signature validation");
-        let app = Arc::new(App {
-            rules,
-            settings: Settings {
-                fail_policy: config.fail_policy,
-            },
-        });
-        crate::serve::serve(app, listener, shutdown_signal())
+        match &app.settings.signatures {
+            Signatures::Off => {
+                println!(
+                    "signatures: NOT VALIDATED; any client can ask for decisions (local use only)"
+                )
+            }
+            Signatures::Enforce { tokens, .. } => println!(
+                "signatures: enforced (auth token from {})",
+                tokens.describe()
+            ),
+        }
+        crate::serve::serve(Arc::new(app), listener, shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
     })

@@ -1,29 +1,74 @@
 //! Configuration from the environment (SPEC section 5), read once at start.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::rules::FailPolicy;
 
 /// Where rules come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulesLocation {
+    /// `RULES_PARAMETER`: an SSM parameter, read through the cache.
+    Parameter(String),
+    /// `RULES_FILE`: a local file, read once.
     File(PathBuf),
     /// No source configured: `serve` uses the embedded example; Lambda mode refuses to start.
     Unset,
 }
 
+/// Where auth tokens for signature validation come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    /// `TWILIO_AUTH_TOKEN_PARAMETER`: an SSM SecureString, one token per line.
+    Parameter(String),
+    /// `TWILIO_AUTH_TOKEN`: the token itself.
+    Fixed(Secret),
+    Unset,
+}
+
+/// A value that must never reach a log: its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub rules: RulesLocation,
+    pub ttl: Duration,
     pub fail_policy: FailPolicy,
+    pub tokens: TokenLocation,
+    /// `TWILIO_SIGNATURE_VALIDATION`: `enforce` (true) or `off`.
+    pub enforce_signatures: bool,
+    /// `TWILIO_ACCOUNT_SID`: callbacks for any other account are refused.
+    pub account_sid: Option<String>,
+    /// `PUBLIC_URL`: the only URL a signature may cover, when set.
+    pub public_url: Option<String>,
 }
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+const MAX_TTL_SECONDS: u64 = 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("ON_RULES_UNAVAILABLE must be do-not-record or record")]
     FailPolicy,
+    #[error(
+        "RULES_CACHE_TTL_SECONDS must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}"
+    )]
+    Ttl,
     #[error("{0} is set but empty")]
     Empty(&'static str),
+    #[error("TWILIO_SIGNATURE_VALIDATION must be enforce or off")]
+    Validation,
+    #[error("TWILIO_ACCOUNT_SID must be an Account SID (AC followed by 32 lowercase hex digits)")]
+    AccountSid,
+    #[error("PUBLIC_URL must be an absolute http:// or https:// URL without a fragment")]
+    PublicUrl,
 }
 
 impl Config {
@@ -32,23 +77,71 @@ impl Config {
         let set = |name: &'static str| -> Result<Option<String>, ConfigError> {
             match var(name) {
                 Some(value) if value.trim().is_empty() => Err(ConfigError::Empty(name)),
-                other => Ok(other),
+                other => Ok(other.map(|v| v.trim().to_owned())),
             }
         };
-        let rules = match set("RULES_FILE")? {
-            Some(path) => RulesLocation::File(PathBuf::from(path)),
-            None => RulesLocation::Unset,
+        let rules = match (set("RULES_PARAMETER")?, set("RULES_FILE")?) {
+            (Some(name), _) => RulesLocation::Parameter(name),
+            (None, Some(path)) => RulesLocation::File(PathBuf::from(path)),
+            (None, None) => RulesLocation::Unset,
+        };
+        let ttl = match set("RULES_CACHE_TTL_SECONDS")? {
+            Some(text) => match text.parse::<u64>() {
+                Ok(seconds @ 1..=MAX_TTL_SECONDS) => Duration::from_secs(seconds),
+                _ => return Err(ConfigError::Ttl),
+            },
+            None => DEFAULT_TTL,
         };
         let fail_policy = match set("ON_RULES_UNAVAILABLE")? {
-            Some(text) => FailPolicy::parse(text.trim()).ok_or(ConfigError::FailPolicy)?,
+            Some(text) => FailPolicy::parse(&text).ok_or(ConfigError::FailPolicy)?,
             None => FailPolicy::default(),
         };
-        Ok(Config { rules, fail_policy })
+        let tokens = match (
+            set("TWILIO_AUTH_TOKEN_PARAMETER")?,
+            set("TWILIO_AUTH_TOKEN")?,
+        ) {
+            (Some(name), _) => TokenLocation::Parameter(name),
+            (None, Some(token)) => TokenLocation::Fixed(Secret(token)),
+            (None, None) => TokenLocation::Unset,
+        };
+        let enforce_signatures = match set("TWILIO_SIGNATURE_VALIDATION")?.as_deref() {
+            None | Some("enforce") => true,
+            Some("off") => false,
+            Some(_) => return Err(ConfigError::Validation),
+        };
+        let account_sid = set("TWILIO_ACCOUNT_SID")?;
+        if account_sid
+            .as_deref()
+            .is_some_and(|sid| !crate::taskrouter::is_sid(sid, "AC"))
+        {
+            return Err(ConfigError::AccountSid);
+        }
+        let public_url = set("PUBLIC_URL")?;
+        if public_url.as_deref().is_some_and(|url| !is_public_url(url)) {
+            return Err(ConfigError::PublicUrl);
+        }
+        Ok(Config {
+            rules,
+            ttl,
+            fail_policy,
+            tokens,
+            enforce_signatures,
+            account_sid,
+            public_url,
+        })
     }
 
     pub fn from_process_env() -> Result<Config, ConfigError> {
         Config::from_env(|name| std::env::var(name).ok())
     }
+}
+
+fn is_public_url(text: &str) -> bool {
+    let authority = text.split_once("://").map(|(_, rest)| rest);
+    authority.is_some_and(|a| !a.starts_with('/') && !a.contains(char::is_whitespace))
+        && url::Url::parse(text).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.fragment().is_none()
+    })
 }
 
 #[cfg(test)]
@@ -68,14 +161,71 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.rules, RulesLocation::Unset);
+        assert_eq!(c.ttl, Duration::from_secs(60));
         assert_eq!(c.fail_policy, FailPolicy::DoNotRecord);
+        assert_eq!(c.tokens, TokenLocation::Unset);
+        assert!(c.enforce_signatures);
+        assert_eq!((c.account_sid, c.public_url), (None, None));
     }
 
     #[test]
-    fn values_and_faults() {
-        let c = config(&[("RULES_FILE", "r.json"), ("ON_RULES_UNAVAILABLE", "record")]).unwrap();
+    fn signature_settings() {
+        let c = config(&[
+            ("TWILIO_AUTH_TOKEN", "secret-token"),
+            ("TWILIO_SIGNATURE_VALIDATION", "off"),
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            (
+                "PUBLIC_URL",
+                "https://calls.example.com/assignment?tenant=a%20b",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tokens,
+            TokenLocation::Fixed(Secret("secret-token".into()))
+        );
+        assert!(
+            !format!("{c:?}").contains("secret-token"),
+            "a token never shows in Debug"
+        );
+        assert!(!c.enforce_signatures);
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://calls.example.com/assignment?tenant=a%20b")
+        );
+        let c = config(&[
+            ("TWILIO_AUTH_TOKEN", "t"),
+            ("TWILIO_AUTH_TOKEN_PARAMETER", "/cr/token"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tokens,
+            TokenLocation::Parameter("/cr/token".into()),
+            "the parameter wins"
+        );
+    }
+
+    #[test]
+    fn values() {
+        let c = config(&[
+            ("RULES_FILE", "r.json"),
+            ("ON_RULES_UNAVAILABLE", "record"),
+            ("RULES_CACHE_TTL_SECONDS", "5"),
+        ])
+        .unwrap();
         assert_eq!(c.rules, RulesLocation::File("r.json".into()));
         assert_eq!(c.fail_policy, FailPolicy::Record);
+        assert_eq!(c.ttl, Duration::from_secs(5));
+        let c = config(&[("RULES_FILE", "r.json"), ("RULES_PARAMETER", "/cr/rules")]).unwrap();
+        assert_eq!(
+            c.rules,
+            RulesLocation::Parameter("/cr/rules".into()),
+            "the parameter wins"
+        );
+    }
+
+    #[test]
+    fn faults() {
         assert_eq!(
             config(&[("ON_RULES_UNAVAILABLE", "yes")]),
             Err(ConfigError::FailPolicy)
@@ -84,5 +234,32 @@ mod tests {
             config(&[("RULES_FILE", " ")]),
             Err(ConfigError::Empty("RULES_FILE"))
         );
+        assert_eq!(
+            config(&[("TWILIO_SIGNATURE_VALIDATION", "no")]),
+            Err(ConfigError::Validation)
+        );
+        assert_eq!(
+            config(&[("TWILIO_ACCOUNT_SID", "AC1")]),
+            Err(ConfigError::AccountSid)
+        );
+        for url in [
+            "example.com/assignment",
+            "ftp://h/a",
+            "https://h/a#x",
+            "https:///a",
+        ] {
+            assert_eq!(
+                config(&[("PUBLIC_URL", url)]),
+                Err(ConfigError::PublicUrl),
+                "{url}"
+            );
+        }
+        for ttl in ["0", "-1", "1.5", "x", "86401", "99999999999999999999"] {
+            assert_eq!(
+                config(&[("RULES_CACHE_TTL_SECONDS", ttl)]),
+                Err(ConfigError::Ttl),
+                "{ttl}"
+            );
+        }
     }
 }

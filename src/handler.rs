@@ -8,7 +8,9 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
 use crate::rules::{self, Decision, FailPolicy, Reason, Task};
+use crate::signature;
 use crate::sources::RulesSource;
+use crate::sources::tokens::TokenSource;
 use crate::taskrouter::{self, AssignmentCallback, CallbackError};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
@@ -29,9 +31,25 @@ pub enum BodyProblem {
 }
 
 /// Settings the handler needs besides the rules.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Settings {
     pub fail_policy: FailPolicy,
+    /// Callbacks for any other account are refused.
+    pub account_sid: Option<String>,
+    pub signatures: Signatures,
+}
+
+/// Whether `X-Twilio-Signature` is checked.
+#[derive(Default)]
+pub enum Signatures {
+    /// Any request is answered (local use, or `TWILIO_SIGNATURE_VALIDATION=off`).
+    #[default]
+    Off,
+    Enforce {
+        tokens: TokenSource,
+        /// The only URL a signature may cover; else the URL is rebuilt from the request.
+        public_url: Option<String>,
+    },
 }
 
 /// Everything a request needs, built once at start and shared by every request.
@@ -55,6 +73,14 @@ enum Rejection {
     Unreadable,
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     NotAForm,
+    #[error("X-Twilio-Signature is missing")]
+    SignatureMissing,
+    #[error("X-Twilio-Signature is not valid for this URL and body")]
+    SignatureInvalid,
+    #[error("the callback is for another account")]
+    OtherAccount,
+    #[error("signatures cannot be checked: no auth token is available")]
+    TokensUnavailable,
     #[error(transparent)]
     Callback(#[from] CallbackError),
 }
@@ -65,6 +91,10 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::SignatureMissing | Rejection::SignatureInvalid | Rejection::OtherAccount => {
+                StatusCode::FORBIDDEN
+            }
+            Rejection::TokensUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Undecodable
             | Rejection::Unreadable
             | Rejection::NotAForm
@@ -112,7 +142,14 @@ impl<S: RulesSource> App<S> {
         if !is_form(request) {
             return Err(Rejection::NotAForm);
         }
-        let callback = AssignmentCallback::from_form(body)?;
+        let params = taskrouter::parse_form(body)?;
+        if let Some(account) = &self.settings.account_sid
+            && taskrouter::single(&params, "AccountSid")? != Some(account.as_str())
+        {
+            return Err(Rejection::OtherAccount);
+        }
+        self.check_signature(request, &params).await?;
+        let callback = AssignmentCallback::from_params(params)?;
 
         let loaded = self.rules.current().await;
         let policy = self.settings.fail_policy;
@@ -151,6 +188,69 @@ impl<S: RulesSource> App<S> {
         };
         Ok(taskrouter::answer(&decision, &pass_through))
     }
+}
+
+impl<S> App<S> {
+    async fn check_signature(
+        &self,
+        request: &Request,
+        params: &[(String, String)],
+    ) -> Result<(), Rejection> {
+        let Signatures::Enforce { tokens, public_url } = &self.settings.signatures else {
+            return Ok(());
+        };
+        let signature = request
+            .headers()
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Rejection::SignatureMissing)?;
+        let tokens = tokens.current().await.ok_or(Rejection::TokensUnavailable)?;
+        let url = match public_url {
+            Some(url) => Cow::Borrowed(url.as_str()),
+            None => Cow::Owned(called_url(request).ok_or(Rejection::SignatureInvalid)?),
+        };
+        if signature::is_valid(tokens.as_slice(), &url, params, signature) {
+            Ok(())
+        } else {
+            // The URL without its query (which may carry a secret) tells an operator which
+            // URL the signature was checked against.
+            let checked = url.split('?').next().unwrap_or_default();
+            tracing::warn!(
+                url = checked,
+                "signature does not match; is PUBLIC_URL or the callback URL in TaskRouter different?"
+            );
+            Err(Rejection::SignatureInvalid)
+        }
+    }
+}
+
+/// The URL TaskRouter called, rebuilt from the request exactly as sent: scheme
+/// (`X-Forwarded-Proto`, else https behind API Gateway and http for `serve`), `Host`, the raw
+/// path with any stage, and the raw query string.
+pub fn called_url(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (default_scheme, domain, path) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => (
+            "https",
+            context.domain_name.as_deref(),
+            context.path.as_deref().unwrap_or(request.raw_http_path()),
+        ),
+        Some(RequestContext::ApiGatewayV2(context)) => (
+            "https",
+            context.domain_name.as_deref(),
+            request.raw_http_path(),
+        ),
+        _ => ("http", None, request.uri().path()),
+    };
+    let scheme = header("x-forwarded-proto").unwrap_or(default_scheme);
+    let host = header("host").or(domain)?;
+    let mut url = format!("{scheme}://{host}{path}");
+    if let Some(query) = request.uri().query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    Some(url)
 }
 
 /// The request path without an API Gateway stage prefix.

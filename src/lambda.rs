@@ -73,9 +73,11 @@ fn internal_error() -> Value {
 
 /// Runs the Lambda runtime loop until the runtime stops it.
 pub async fn run<S: RulesSource>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
-    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<LambdaRequest>| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(answer(&app, event).await) }
-    }))
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: LambdaEvent<LambdaRequest>| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(answer(&app, event).await) }
+        },
+    ))
     .await
 }

@@ -8,5 +8,7 @@ pub mod lambda;
 pub mod logging;
 pub mod rules;
 pub mod serve;
+pub mod signature;
 pub mod sources;
 pub mod taskrouter;
+pub mod wiring;

@@ -3,9 +3,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use conditional_recording::cli::{self, Cli, Command};
-use conditional_recording::config::{Config, RulesLocation};
-use conditional_recording::handler::{App, Settings};
-use conditional_recording::sources::StaticRules;
+use conditional_recording::config::Config;
+use conditional_recording::wiring::{self, Face};
 use conditional_recording::{lambda, logging};
 
 fn main() -> ExitCode {
@@ -43,23 +42,14 @@ fn main() -> ExitCode {
 }
 
 fn run_lambda(config: Config) -> Result<(), String> {
-    let rules = match &config.rules {
-        RulesLocation::File(path) => StaticRules::from_file(path).map_err(|e| e.to_string())?,
-        RulesLocation::Unset => {
-            return Err("no rules source: set RULES_FILE to a rules document".into());
-        }
-    };
-    let app = Arc::new(App {
-        rules,
-        settings: Settings {
-            fail_policy: config.fail_policy,
-        },
-    });
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime
-        .block_on(lambda::run(app))
-        .map_err(|e| format!("Lambda runtime stopped: {e}"))
+    runtime.block_on(async move {
+        let app = wiring::build(&config, Face::Lambda).await?;
+        lambda::run(Arc::new(app))
+            .await
+            .map_err(|e| format!("Lambda runtime stopped: {e}"))
+    })
 }
 
 fn fail(fault: &str) -> ExitCode {

@@ -56,42 +56,38 @@ pub fn is_sid(s: &str, prefix: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-impl AssignmentCallback {
-    /// Parses a form body. Documented SIDs are checked for shape (so nothing forged reaches a
-    /// log); each documented field may appear once.
-    pub fn from_form(body: &[u8]) -> Result<AssignmentCallback, CallbackError> {
-        std::str::from_utf8(body).map_err(|_| CallbackError::NotUtf8)?;
-        let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+/// Decodes a form body into its parameters, in order, repeats kept.
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, CallbackError> {
+    std::str::from_utf8(body).map_err(|_| CallbackError::NotUtf8)?;
+    Ok(form_urlencoded::parse(body).into_owned().collect())
+}
 
-        let single = |name: &'static str| -> Result<Option<&str>, CallbackError> {
-            let mut values = params
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str());
-            let first = values.next();
-            if values.next().is_some() {
-                return Err(CallbackError::Repeated(name));
-            }
-            Ok(first)
-        };
+impl AssignmentCallback {
+    /// Parses a form body (see [`AssignmentCallback::from_params`]).
+    pub fn from_form(body: &[u8]) -> Result<AssignmentCallback, CallbackError> {
+        AssignmentCallback::from_params(parse_form(body)?)
+    }
+
+    /// Reads the callback's fields. Documented SIDs are checked for shape (so nothing forged
+    /// reaches a log); each documented field may appear once.
+    pub fn from_params(params: Vec<(String, String)>) -> Result<AssignmentCallback, CallbackError> {
         for &(field, kind, prefix) in SID_FIELDS {
-            if let Some(value) = single(field)? {
-                if !is_sid(value, prefix) {
-                    return Err(CallbackError::NotASid {
-                        field,
-                        kind,
-                        prefix,
-                    });
-                }
+            if let Some(value) = single(&params, field)?
+                && !is_sid(value, prefix)
+            {
+                return Err(CallbackError::NotASid {
+                    field,
+                    kind,
+                    prefix,
+                });
             }
         }
         let required = |name| {
-            single(name)?
+            single(&params, name)?
                 .map(str::to_owned)
                 .ok_or(CallbackError::Missing(name))
         };
-        let optional = |name| single(name).map(|v| v.map(str::to_owned));
-
+        let optional = |name| single(&params, name).map(|v| v.map(str::to_owned));
         Ok(AssignmentCallback {
             task_sid: required("TaskSid")?,
             reservation_sid: required("ReservationSid")?,
@@ -102,6 +98,22 @@ impl AssignmentCallback {
             params,
         })
     }
+}
+
+/// The value of a parameter that may appear at most once.
+pub fn single<'p>(
+    params: &'p [(String, String)],
+    name: &'static str,
+) -> Result<Option<&'p str>, CallbackError> {
+    let mut values = params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(CallbackError::Repeated(name));
+    }
+    Ok(first)
 }
 
 /// Parses TaskAttributes. Anything but a JSON object is unparseable: TaskRouter always

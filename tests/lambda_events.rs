@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 fn app(policy: FailPolicy) -> App<StaticRules> {
     App {
         rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
-        settings: Settings { fail_policy: policy },
+        settings: Settings {
+            fail_policy: policy,
+            ..Settings::default()
+        },
     }
 }
 
@@ -37,17 +40,27 @@ async fn invoke(app: &App<StaticRules>, event: Value) -> (u16, Value, Value) {
             headers[name] = values[0].clone();
         }
     }
-    (status, headers, serde_json::from_str(body).expect("a JSON body"))
+    (
+        status,
+        headers,
+        serde_json::from_str(body).expect("a JSON body"),
+    )
 }
 
 /// Rewrites the form body of an event (decoding and re-encoding base64 as the event does).
 fn with_form(mut event: Value, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Value {
     let encoded = event["isBase64Encoded"].as_bool().unwrap_or(false);
     let body = event["body"].as_str().unwrap().to_owned();
-    let bytes = if encoded { STANDARD.decode(body).unwrap() } else { body.into_bytes() };
+    let bytes = if encoded {
+        STANDARD.decode(body).unwrap()
+    } else {
+        body.into_bytes()
+    };
     let mut form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
     edit(&mut form);
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
     event["body"] = json!(if encoded { STANDARD.encode(body) } else { body });
     event
 }
@@ -67,7 +80,10 @@ async fn every_api_gateway_flavour_gets_a_decision() {
     ] {
         let (status, headers, body) = invoke(&app, event(name)).await;
         assert_eq!(status, 200, "{name}: {body}");
-        assert_eq!(headers["content-type"], "application/json", "{name}: {headers}");
+        assert_eq!(
+            headers["content-type"], "application/json",
+            "{name}: {headers}"
+        );
         assert_eq!(
             body,
             json!({"instruction": "conference", "conference_record": "record-from-start"}),
@@ -81,12 +97,22 @@ async fn outbound_calls_and_excluded_queues_are_not_recorded() {
     let app = app(FailPolicy::DoNotRecord);
     for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
         let outbound = with_form(event(name), |f| {
-            set(f, "TaskAttributes", r#"{"direction":"outbound","outbound_to":"+14155550123"}"#)
+            set(
+                f,
+                "TaskAttributes",
+                r#"{"direction":"outbound","outbound_to":"+14155550123"}"#,
+            )
         });
         let (status, _, body) = invoke(&app, outbound).await;
-        assert_eq!((status, &body["conference_record"]), (200, &json!("do-not-record")), "{name}");
+        assert_eq!(
+            (status, &body["conference_record"]),
+            (200, &json!("do-not-record")),
+            "{name}"
+        );
 
-        let payments = with_form(event(name), |f| set(f, "TaskQueueSid", "WQ00000000000000000000000000000000"));
+        let payments = with_form(event(name), |f| {
+            set(f, "TaskQueueSid", "WQ00000000000000000000000000000000")
+        });
         let (_, _, body) = invoke(&app, payments).await;
         assert_eq!(body["conference_record"], "do-not-record", "{name}");
     }
@@ -95,7 +121,11 @@ async fn outbound_calls_and_excluded_queues_are_not_recorded() {
 #[tokio::test]
 async fn a_chat_task_gets_no_instruction() {
     let chat = with_form(event("http-api-named-stage.json"), |f| {
-        set(f, "TaskAttributes", r#"{"channelType":"web","direction":"inbound","from":"Visitor 4821"}"#)
+        set(
+            f,
+            "TaskAttributes",
+            r#"{"channelType":"web","direction":"inbound","from":"Visitor 4821"}"#,
+        )
     });
     let (status, _, body) = invoke(&app(FailPolicy::DoNotRecord), chat).await;
     assert_eq!((status, body), (200, json!({})));
@@ -107,9 +137,17 @@ async fn unparseable_attributes_follow_the_fail_policy() {
         (FailPolicy::DoNotRecord, "do-not-record"),
         (FailPolicy::Record, "record-from-start"),
     ] {
-        let broken = with_form(event("function-url.json"), |f| set(f, "TaskAttributes", "{\"call_sid\": "));
+        let broken = with_form(event("function-url.json"), |f| {
+            set(f, "TaskAttributes", "{\"call_sid\": ")
+        });
         let (status, _, body) = invoke(&app(policy), broken).await;
-        assert_eq!((status, body), (200, json!({"instruction": "conference", "conference_record": expected})));
+        assert_eq!(
+            (status, body),
+            (
+                200,
+                json!({"instruction": "conference", "conference_record": expected})
+            )
+        );
     }
 }
 
@@ -137,7 +175,13 @@ async fn malformed_bodies_get_a_clear_400_not_a_panic() {
     let mut bad_base64 = event("http-api-default-stage.json");
     bad_base64["body"] = json!("this is %%% not base64");
     let (status, _, body) = invoke(&app, bad_base64).await;
-    assert_eq!((status, body), (400, json!({"error": "the event's body is not valid base64"})));
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": "the event's body is not valid base64"})
+        )
+    );
 
     let mut not_a_form = event("http-api-default-stage.json");
     not_a_form["headers"]["content-type"] = json!("application/json");
@@ -145,20 +189,31 @@ async fn malformed_bodies_get_a_clear_400_not_a_panic() {
     assert_eq!(status, 400, "{body}");
 
     for field in ["TaskSid", "ReservationSid", "TaskAttributes"] {
-        let missing = with_form(event("rest-api-prod-stage.json"), |f| f.retain(|(k, _)| k != field));
+        let missing = with_form(event("rest-api-prod-stage.json"), |f| {
+            f.retain(|(k, _)| k != field)
+        });
         let (status, _, body) = invoke(&app, missing).await;
-        assert_eq!((status, body), (400, json!({"error": format!("{field} is missing")})));
+        assert_eq!(
+            (status, body),
+            (400, json!({"error": format!("{field} is missing")}))
+        );
     }
 
     let mut binary = event("function-url.json");
     binary["body"] = json!(STANDARD.encode([0xff, 0xfe, b'=', 0x00]));
     let (status, _, body) = invoke(&app, binary).await;
-    assert_eq!((status, body), (400, json!({"error": "the body is not UTF-8 form data"})));
+    assert_eq!(
+        (status, body),
+        (400, json!({"error": "the body is not UTF-8 form data"}))
+    );
 
     let mut empty = event("http-api-default-stage.json");
     empty["body"] = Value::Null;
     let (status, _, body) = invoke(&app, empty).await;
-    assert_eq!((status, body), (400, json!({"error": "TaskSid is missing"})));
+    assert_eq!(
+        (status, body),
+        (400, json!({"error": "TaskSid is missing"}))
+    );
 }
 
 #[tokio::test]

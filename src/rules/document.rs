@@ -463,7 +463,9 @@ impl RuleList {
 struct StrictJson(Value);
 
 impl<'de> serde::Deserialize<'de> for StrictJson {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(StrictVisitor).map(StrictJson)
     }
 }
@@ -505,7 +507,10 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         Ok(Value::Null)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
         let mut items = Vec::new();
         while let Some(StrictJson(item)) = seq.next_element()? {
             items.push(item);
@@ -513,12 +518,17 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         Ok(Value::Array(items))
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
                 let shown = child(&key, "");
-                return Err(serde::de::Error::custom(format!("key {shown} appears twice in one object")));
+                return Err(serde::de::Error::custom(format!(
+                    "key {shown} appears twice in one object"
+                )));
             }
             let StrictJson(value) = map.next_value()?;
             object.insert(key, value);

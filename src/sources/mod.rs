@@ -1,9 +1,15 @@
 //! Where rules come from. The only I/O in the crate lives under this module.
 
+pub mod cache;
+pub mod ssm;
+pub mod tokens;
+
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::rules::{Rules, RulesError};
+
+use cache::Cached;
 
 /// A rules document in force, with where it came from.
 #[derive(Debug)]
@@ -91,4 +97,46 @@ pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError>
         return Err(FileRulesError::TooLarge { path: shown() });
     }
     Ok(text)
+}
+
+/// Rules read from an SSM parameter through the cache.
+pub type ParameterRules = Cached<LoadedRules, ssm::Parameter>;
+
+/// Parses a fetched rules document.
+pub fn parse_rules(text: &str, version: Option<i64>) -> Result<LoadedRules, String> {
+    Rules::from_json(text)
+        .map(|rules| LoadedRules { rules, version })
+        .map_err(|e| e.to_string())
+}
+
+impl RulesSource for ParameterRules {
+    async fn current(&self) -> Option<Arc<LoadedRules>> {
+        Cached::current(self).await
+    }
+
+    fn describe(&self) -> String {
+        format!("SSM parameter {}", self.name())
+    }
+}
+
+/// The rules source chosen at start.
+pub enum AnyRules {
+    Static(StaticRules),
+    Parameter(ParameterRules),
+}
+
+impl RulesSource for AnyRules {
+    async fn current(&self) -> Option<Arc<LoadedRules>> {
+        match self {
+            AnyRules::Static(source) => source.current().await,
+            AnyRules::Parameter(source) => Cached::current(source).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AnyRules::Static(source) => source.describe(),
+            AnyRules::Parameter(source) => source.describe(),
+        }
+    }
 }

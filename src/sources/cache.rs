@@ -1,0 +1,385 @@
+//! A document fetched from a remote store and served from memory: refreshed at most once per
+//! TTL, one fetch at a time, and never replaced by a failed fetch or a rejected document.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What a store returned: the document's text and the store's version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub text: String,
+    pub version: Option<i64>,
+}
+
+/// One remote document, e.g. an SSM parameter.
+pub trait Fetch: Send + Sync + 'static {
+    /// The cause of a failure is one line, safe to log (it never holds the document).
+    fn fetch(&self) -> impl Future<Output = Result<Fetched, String>> + Send;
+    /// The document's name, for logs.
+    fn name(&self) -> &str;
+}
+
+/// The time, behind a trait so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Turns a fetched document into its in-memory form, or says why it is rejected.
+pub type Parse<T> = fn(&str, Option<i64>) -> Result<T, String>;
+
+/// The first retry after a failure waits this long; each further failure doubles it, up to
+/// [`MAX_BACKOFF`] or the TTL, whichever is shorter.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A fetch that has not finished by then counts as failed, whatever the client's own
+/// timeouts say.
+pub const FETCH_DEADLINE: Duration = Duration::from_millis(2500);
+
+pub struct Cached<T, F, C = SystemClock> {
+    fetcher: F,
+    parse: Parse<T>,
+    /// What the document is, for logs: "rules", "auth tokens".
+    what: &'static str,
+    ttl: Duration,
+    clock: C,
+    state: Mutex<State<T>>,
+    /// Held while a fetch is under way, so there is one at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+struct State<T> {
+    good: Option<Arc<T>>,
+    version: Option<i64>,
+    /// When the next fetch is due; `None` before the first one.
+    due: Option<Instant>,
+    failures: u32,
+}
+
+impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
+    pub fn new(fetcher: F, parse: Parse<T>, what: &'static str, ttl: Duration, clock: C) -> Self {
+        Cached {
+            fetcher,
+            parse,
+            what,
+            ttl,
+            clock,
+            state: Mutex::new(State {
+                good: None,
+                version: None,
+                due: None,
+                failures: 0,
+            }),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.fetcher.name()
+    }
+
+    /// The last good document, refreshed first when it is due. While one caller refreshes,
+    /// the others are served the last good document at once; with none yet, they wait for
+    /// that one fetch.
+    pub async fn current(&self) -> Option<Arc<T>> {
+        let good = {
+            let state = self.state();
+            if !state.is_due(self.clock.now()) {
+                return state.good.clone();
+            }
+            state.good.clone()
+        };
+        let _guard = match (&good, self.refreshing.try_lock()) {
+            (_, Ok(guard)) => guard,
+            (Some(_), Err(_)) => return good,
+            (None, Err(_)) => self.refreshing.lock().await,
+        };
+        // Another caller may have refreshed while this one waited.
+        if self.state().is_due(self.clock.now()) {
+            self.refresh().await;
+        }
+        self.state().good.clone()
+    }
+
+    /// Fetches now, whatever the TTL says (at start). Callers hold `refreshing` or are alone.
+    pub async fn refresh(&self) {
+        let fetched = match tokio::time::timeout(FETCH_DEADLINE, self.fetcher.fetch()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                FETCH_DEADLINE.as_millis()
+            )),
+        };
+        let parsed = fetched.and_then(|fetched| {
+            (self.parse)(&fetched.text, fetched.version)
+                .map(|value| (value, fetched.version))
+                .map_err(|reason| format!("document rejected: {reason}"))
+        });
+        let now = self.clock.now();
+        let mut state = self.state();
+        match parsed {
+            Ok((value, version)) => {
+                if state.good.is_none() || state.version != version {
+                    tracing::info!(
+                        parameter = self.fetcher.name(),
+                        version,
+                        previous_version = state.version,
+                        "{} loaded",
+                        self.what
+                    );
+                }
+                state.good = Some(Arc::new(value));
+                state.version = version;
+                state.failures = 0;
+                state.due = Some(now + self.ttl);
+            }
+            Err(cause) => {
+                state.failures = state.failures.saturating_add(1);
+                let wait = backoff(state.failures, self.ttl);
+                state.due = Some(now + wait);
+                tracing::warn!(
+                    parameter = self.fetcher.name(),
+                    cause = %cause,
+                    in_use_version = state.version,
+                    no_good_document = state.good.is_none(),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "{} refresh failed; keeping the last good document",
+                    self.what
+                );
+            }
+        }
+    }
+
+    /// The version in force, if any.
+    pub fn version(&self) -> Option<i64> {
+        self.state().version
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        // The lock guards plain data with no invariant a panic could break.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T> State<T> {
+    fn is_due(&self, now: Instant) -> bool {
+        self.due.is_none_or(|due| now >= due)
+    }
+}
+
+fn backoff(failures: u32, ttl: Duration) -> Duration {
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(MAX_BACKOFF).min(ttl.max(FIRST_BACKOFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A clock the test moves by hand.
+    #[derive(Clone)]
+    struct ManualClock(Arc<Mutex<Instant>>);
+
+    impl ManualClock {
+        fn new() -> Self {
+            ManualClock(Arc::new(Mutex::new(Instant::now())))
+        }
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// A store whose answer the test sets, counting fetches; a fetch can be made to wait.
+    #[derive(Clone)]
+    struct Store {
+        answer: Arc<Mutex<Result<Fetched, String>>>,
+        fetches: Arc<AtomicUsize>,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Store {
+        fn new() -> Self {
+            let store = Store {
+                answer: Arc::new(Mutex::new(Err("not set".into()))),
+                fetches: Arc::default(),
+                gate: Arc::new(tokio::sync::Semaphore::new(1000)),
+            };
+            store.publish("v1", 1);
+            store
+        }
+        fn publish(&self, text: &str, version: i64) {
+            *self.answer.lock().unwrap() = Ok(Fetched {
+                text: text.into(),
+                version: Some(version),
+            });
+        }
+        fn fail(&self, cause: &str) {
+            *self.answer.lock().unwrap() = Err(cause.into());
+        }
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Fetch for Store {
+        async fn fetch(&self) -> Result<Fetched, String> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let _permit = self.gate.acquire().await;
+            self.answer.lock().unwrap().clone()
+        }
+        fn name(&self) -> &str {
+            "/test/rules"
+        }
+    }
+
+    /// Accepts documents that start with "v"; the value is the text.
+    fn parse(text: &str, _: Option<i64>) -> Result<String, String> {
+        if text.starts_with('v') {
+            Ok(text.to_owned())
+        } else {
+            Err("not a v document".into())
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn cache(store: &Store, clock: &ManualClock) -> Cached<String, Store, ManualClock> {
+        Cached::new(store.clone(), parse, "rules", TTL, clock.clone())
+    }
+
+    fn text(value: Option<Arc<String>>) -> Option<String> {
+        value.map(|v| v.as_ref().clone())
+    }
+
+    #[tokio::test]
+    async fn serves_from_memory_until_the_ttl_passes() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        let cache = cache(&store, &clock);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        store.publish("v2", 2);
+        for _ in 0..100 {
+            assert_eq!(text(cache.current().await), Some("v1".into()));
+        }
+        clock.advance(TTL - Duration::from_millis(1));
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        assert_eq!(store.fetches(), 1, "no fetch while fresh");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(text(cache.current().await), Some("v2".into()));
+        assert_eq!(store.fetches(), 2);
+        assert_eq!(cache.version(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_keeps_the_last_good_document_and_backs_off() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        let cache = cache(&store, &clock);
+        cache.current().await;
+        store.fail("throttled");
+        clock.advance(TTL);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        assert_eq!(store.fetches(), 2);
+        for _ in 0..50 {
+            assert_eq!(text(cache.current().await), Some("v1".into()));
+        }
+        assert_eq!(store.fetches(), 2, "no retry before the back-off");
+        clock.advance(FIRST_BACKOFF);
+        cache.current().await;
+        assert_eq!(store.fetches(), 3, "one retry after the first back-off");
+        clock.advance(FIRST_BACKOFF);
+        cache.current().await;
+        assert_eq!(store.fetches(), 3, "the second back-off is twice as long");
+        clock.advance(FIRST_BACKOFF);
+        cache.current().await;
+        assert_eq!(store.fetches(), 4);
+        store.publish("v3", 3);
+        clock.advance(FIRST_BACKOFF * 4);
+        assert_eq!(text(cache.current().await), Some("v3".into()), "recovers");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_document_is_never_served() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        let cache = cache(&store, &clock);
+        cache.current().await;
+        store.publish("broken", 2);
+        clock.advance(TTL);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        assert_eq!(
+            cache.version(),
+            Some(1),
+            "the version in force is the good one"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_good_document_callers_get_none_and_retries_back_off() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.fail("unreachable");
+        let cache = cache(&store, &clock);
+        assert_eq!(cache.current().await, None);
+        assert_eq!(cache.current().await, None);
+        assert_eq!(store.fetches(), 1);
+        store.publish("v1", 1);
+        clock.advance(FIRST_BACKOFF);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_fetch_at_a_time_under_concurrent_callers() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        let cache = Arc::new(cache(&store, &clock));
+        cache.current().await;
+        clock.advance(TTL);
+        store.publish("v2", 2);
+        // Hold the store so the refresh stays under way while others call.
+        let held = store.gate.acquire_many(1000).await.unwrap();
+        let refresher = tokio::spawn({
+            let cache = Arc::clone(&cache);
+            async move { text(cache.current().await) }
+        });
+        while store.fetches() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let mut others = Vec::new();
+        for _ in 0..20 {
+            let cache = Arc::clone(&cache);
+            others.push(tokio::spawn(async move { text(cache.current().await) }));
+        }
+        for other in others {
+            assert_eq!(
+                other.await.unwrap(),
+                Some("v1".into()),
+                "served the last good at once"
+            );
+        }
+        drop(held);
+        assert_eq!(refresher.await.unwrap(), Some("v2".into()));
+        assert_eq!(store.fetches(), 2, "exactly one refresh");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_the_ttl() {
+        let secs = |n| backoff(n, Duration::from_secs(600)).as_secs();
+        assert_eq!(
+            (secs(1), secs(2), secs(3), secs(6), secs(40)),
+            (1, 2, 4, 30, 30)
+        );
+        assert_eq!(backoff(10, Duration::from_secs(5)), Duration::from_secs(5));
+    }
+}

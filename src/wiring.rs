@@ -1,0 +1,124 @@
+//! Builds the service from its configuration, once at start: the SSM client, the rules and
+//! token sources (fetched here, before the first request), and the handler's settings.
+
+use std::sync::Arc;
+
+use crate::config::{Config, RulesLocation, TokenLocation};
+use crate::handler::{App, Settings, Signatures};
+use crate::rules::{self, Rules};
+use crate::sources::cache::{Cached, SystemClock};
+use crate::sources::tokens::{AuthTokens, TokenSource};
+use crate::sources::{AnyRules, StaticRules, parse_rules, ssm};
+
+/// Which face of the binary is starting: they differ in what they accept missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// Refuses to start without a rules source, or without tokens while signatures are
+    /// enforced.
+    Lambda,
+    /// Falls back to the embedded example rules and to unsigned requests, loudly.
+    Serve,
+}
+
+/// Assembles the service. Parameters are fetched once here, rules and tokens together; the
+/// service starts even when those fetches fail (the caches retry).
+pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String> {
+    if face == Face::Lambda && config.rules == RulesLocation::Unset {
+        return Err("no rules source: set RULES_PARAMETER (an SSM parameter) or RULES_FILE".into());
+    }
+    if face == Face::Lambda && config.enforce_signatures && config.tokens == TokenLocation::Unset {
+        return Err(
+            "signature validation is enforced but no auth token is configured: \
+                    set TWILIO_AUTH_TOKEN_PARAMETER (an SSM SecureString) or TWILIO_AUTH_TOKEN"
+                .into(),
+        );
+    }
+    let needs_ssm = matches!(config.rules, RulesLocation::Parameter(_))
+        || matches!(config.tokens, TokenLocation::Parameter(_));
+    let client = if needs_ssm {
+        Some(ssm::client().await)
+    } else {
+        None
+    };
+    let parameter = |name: &str| {
+        client
+            .clone()
+            .map(|client| ssm::Parameter::new(client, name))
+            .ok_or_else(|| "internal: SSM client missing".to_owned())
+    };
+
+    let rules = match &config.rules {
+        RulesLocation::Parameter(name) => AnyRules::Parameter(Cached::new(
+            parameter(name)?,
+            parse_rules,
+            "rules",
+            config.ttl,
+            SystemClock,
+        )),
+        RulesLocation::File(path) => {
+            AnyRules::Static(StaticRules::from_file(path).map_err(|e| e.to_string())?)
+        }
+        RulesLocation::Unset => {
+            let example = Rules::from_json(rules::EXAMPLE_DOCUMENT)
+                .map_err(|e| format!("embedded example: {e}"))?;
+            AnyRules::Static(StaticRules::new(example, "the embedded example document"))
+        }
+    };
+
+    let signatures = if !config.enforce_signatures {
+        tracing::warn!(
+            "TWILIO_SIGNATURE_VALIDATION=off: callbacks are answered without checking X-Twilio-Signature"
+        );
+        Signatures::Off
+    } else {
+        let tokens = match &config.tokens {
+            TokenLocation::Parameter(name) => {
+                Some(TokenSource::parameter(parameter(name)?, config.ttl))
+            }
+            TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
+                AuthTokens::parse(&secret.0).map_err(|e| format!("TWILIO_AUTH_TOKEN: {e}"))?,
+            ))),
+            TokenLocation::Unset => None,
+        };
+        match tokens {
+            Some(tokens) => Signatures::Enforce {
+                tokens,
+                public_url: config.public_url.clone(),
+            },
+            None => {
+                tracing::warn!(
+                    "no auth token (TWILIO_AUTH_TOKEN or TWILIO_AUTH_TOKEN_PARAMETER): \
+                     serving WITHOUT signature validation; any client can ask for decisions"
+                );
+                Signatures::Off
+            }
+        }
+    };
+
+    // The first fetches, together: this also opens the TLS connection to SSM before the
+    // first caller needs it.
+    let first_rules = async {
+        if let AnyRules::Parameter(cache) = &rules {
+            cache.refresh().await;
+        }
+    };
+    let first_tokens = async {
+        if let Signatures::Enforce {
+            tokens: TokenSource::Parameter(cache),
+            ..
+        } = &signatures
+        {
+            cache.refresh().await;
+        }
+    };
+    tokio::join!(first_rules, first_tokens);
+
+    Ok(App {
+        rules,
+        settings: Settings {
+            fail_policy: config.fail_policy,
+            account_sid: config.account_sid.clone(),
+            signatures,
+        },
+    })
+}
