@@ -7,61 +7,196 @@ use serde_json::json;
 #[test]
 fn faults_are_reported_with_their_json_path() {
     let cases: &[(&str, &str)] = &[
-        ("", "not valid JSON: EOF while parsing a value at line 1 column 0"),
-        ("{\"enabled\": true,", "not valid JSON: EOF while parsing a value at line 1 column 17"),
+        (
+            "",
+            "not valid JSON: EOF while parsing a value at line 1 column 0",
+        ),
+        (
+            "{\"enabled\": true,",
+            "not valid JSON: EOF while parsing a value at line 1 column 17",
+        ),
         ("[]", "the document must be a JSON object"),
-        (r#"{"enabled": false, "enabled": true}"#, "not valid JSON: key enabled appears twice in one object at line 1 column 28"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1, "value": 2}]}"#, "not valid JSON: key value appears twice in one object at line 1 column 73"),
+        (
+            r#"{"enabled": false, "enabled": true}"#,
+            "not valid JSON: key enabled appears twice in one object at line 1 column 28",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1, "value": 2}]}"#,
+            "not valid JSON: key value appears twice in one object at line 1 column 73",
+        ),
         ("{}", "enabled: required (true or false)"),
-        (r#"{"enabled": "true"}"#, "enabled: must be true or false (a JSON boolean)"),
-        (r#"{"enabled": true, "exclude_queue": []}"#, "exclude_queue: unknown key (expected enabled, exclude_queues, exclude_attributes, include_queues, include_attributes, instruction or voice_tasks)"),
-        (r#"{"enabled": true, "exclude_queues": "Payments"}"#, "exclude_queues: must be a list of queue SIDs or names"),
-        (r#"{"enabled": true, "exclude_queues": ["Payments", 7]}"#, "exclude_queues[1]: must be a string (a queue SID or name)"),
-        (r#"{"enabled": true, "exclude_queues": [""]}"#, "exclude_queues[0]: an empty queue name matches no queue"),
-        (r#"{"enabled": true, "exclude_attributes": {}}"#, "exclude_attributes: must be a list of conditions"),
-        (r#"{"enabled": true, "exclude_attributes": ["direction"]}"#, "exclude_attributes[0]: a condition must be a JSON object"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "vaule": "x"}]}"#, "exclude_attributes[0].vaule: unknown key (expected key, pointer, value, any_of, prefix, regex, exists or all)"),
-        (r#"{"enabled": true, "exclude_attributes": [{"value": "x"}]}"#, "exclude_attributes[0]: a condition needs \"key\" (a dot path) or \"pointer\""),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a"}]}"#, "exclude_attributes[0]: a condition needs a matcher: value, any_of, prefix, regex or exists"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": "x", "regex": "x"}]}"#, "exclude_attributes[0].regex: a condition takes one matcher; it already has \"value\""),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "pointer": "/a", "value": 1}]}"#, "exclude_attributes[0].pointer: a condition takes \"key\" or \"pointer\", not both"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": null}]}"#, "exclude_attributes[0].value: must be a string, number or boolean (null, objects and arrays never match)"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": ["x"]}]}"#, "exclude_attributes[0].value: must be a string, number or boolean (null, objects and arrays never match)"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "", "value": 1}]}"#, "exclude_attributes[0].key: empty path segment; use \"pointer\" for keys that are empty or contain dots"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a..b", "value": 1}]}"#, "exclude_attributes[0].key: empty path segment; use \"pointer\" for keys that are empty or contain dots"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": 5, "value": 1}]}"#, "exclude_attributes[0].key: must be a string (a dot path such as \"conversations.topics\")"),
-        (r#"{"enabled": true, "exclude_attributes": [{"pointer": "a", "value": 1}]}"#, "exclude_attributes[0].pointer: a JSON pointer starts with \"/\""),
-        (r#"{"enabled": true, "exclude_attributes": [{"pointer": "/a~2", "value": 1}]}"#, "exclude_attributes[0].pointer: \"~\" must be followed by 0 or 1 (RFC 6901)"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"key": "c", "regex": "(unclosed"}]}"#, "exclude_attributes[2].regex: unclosed group"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": ""}]}"#, "exclude_attributes[0].regex: an empty regex matches every string; use \"exists\""),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "\\1"}]}"#, "exclude_attributes[0].regex: backreferences are not supported"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(?=x)"}]}"#, "exclude_attributes[0].regex: look-around, including look-ahead and look-behind, is not supported"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": 5}]}"#, "exclude_attributes[0].regex: must be a string"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "prefix": ""}]}"#, "exclude_attributes[0].prefix: an empty prefix matches every string; use \"exists\""),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "exists": "yes"}]}"#, "exclude_attributes[0].exists: must be true or false"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "any_of": []}]}"#, "exclude_attributes[0].any_of: an empty list matches nothing"),
-        (r#"{"enabled": true, "exclude_attributes": [{"key": "a", "any_of": ["x", {"y": 1}]}]}"#, "exclude_attributes[0].any_of[1]: must be a string, number or boolean (null, objects and arrays never match)"),
-        (r#"{"enabled": true, "exclude_attributes": [{"all": []}]}"#, "exclude_attributes[0].all: an empty list would match every task"),
-        (r#"{"enabled": true, "exclude_attributes": [{"all": [{"key": "a", "value": 1}], "key": "b"}]}"#, "exclude_attributes[0].key: not allowed beside \"all\" (put it in a condition inside \"all\")"),
-        (r#"{"enabled": true, "exclude_attributes": [{"all": [{"key": "a", "value": 1}, {"key": "b", "regex": "["}]}]}"#, "exclude_attributes[0].all[1].regex: unclosed character class"),
-        (r#"{"enabled": true, "include_attributes": [{"key": "a", "exists": 1}]}"#, "include_attributes[0].exists: must be true or false"),
-        (r#"{"enabled": true, "include_queues": [null]}"#, "include_queues[0]: must be a string (a queue SID or name)"),
-        (r#"{"enabled": true, "voice_tasks": []}"#, "voice_tasks: an empty list would treat no task as a call"),
-        (r#"{"enabled": true, "instruction": []}"#, "instruction: must be an object of conference instruction keys"),
-        (r#"{"enabled": true, "instruction": {"conference_record": true}}"#, "instruction.conference_record: is set by the decision and may not be passed through"),
-        (r#"{"enabled": true, "instruction": {"instruction": "dequeue"}}"#, "instruction.instruction: is set by the decision and may not be passed through"),
-        (r#"{"enabled": true, "instruction": {"post_work_activity": "WA1"}}"#, "instruction.post_work_activity: unknown key (expected a conference instruction key TaskRouter documents)"),
-        (r#"{"enabled": true, "instruction": {"from": {"n": 1}}}"#, "instruction.from: must be a string, number or boolean"),
-        (r#"{"enabled": true, "instruction": {"timeout": null}}"#, "instruction.timeout: must be a string, number or boolean"),
-        (r#"{"enabled": true, "a b\nc": 1}"#, "[\"a b\\nc\"]: unknown key (expected enabled, exclude_queues, exclude_attributes, include_queues, include_attributes, instruction or voice_tasks)"),
+        (
+            r#"{"enabled": "true"}"#,
+            "enabled: must be true or false (a JSON boolean)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_queue": []}"#,
+            "exclude_queue: unknown key (expected enabled, exclude_queues, exclude_attributes, include_queues, include_attributes, instruction or voice_tasks)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_queues": "Payments"}"#,
+            "exclude_queues: must be a list of queue SIDs or names",
+        ),
+        (
+            r#"{"enabled": true, "exclude_queues": ["Payments", 7]}"#,
+            "exclude_queues[1]: must be a string (a queue SID or name)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_queues": [""]}"#,
+            "exclude_queues[0]: an empty queue name matches no queue",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": {}}"#,
+            "exclude_attributes: must be a list of conditions",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": ["direction"]}"#,
+            "exclude_attributes[0]: a condition must be a JSON object",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "vaule": "x"}]}"#,
+            "exclude_attributes[0].vaule: unknown key (expected key, pointer, value, any_of, prefix, regex, exists or all)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"value": "x"}]}"#,
+            "exclude_attributes[0]: a condition needs \"key\" (a dot path) or \"pointer\"",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a"}]}"#,
+            "exclude_attributes[0]: a condition needs a matcher: value, any_of, prefix, regex or exists",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": "x", "regex": "x"}]}"#,
+            "exclude_attributes[0].regex: a condition takes one matcher; it already has \"value\"",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "pointer": "/a", "value": 1}]}"#,
+            "exclude_attributes[0].pointer: a condition takes \"key\" or \"pointer\", not both",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": null}]}"#,
+            "exclude_attributes[0].value: must be a string, number or boolean (null, objects and arrays never match)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": ["x"]}]}"#,
+            "exclude_attributes[0].value: must be a string, number or boolean (null, objects and arrays never match)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "", "value": 1}]}"#,
+            "exclude_attributes[0].key: empty path segment; use \"pointer\" for keys that are empty or contain dots",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a..b", "value": 1}]}"#,
+            "exclude_attributes[0].key: empty path segment; use \"pointer\" for keys that are empty or contain dots",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": 5, "value": 1}]}"#,
+            "exclude_attributes[0].key: must be a string (a dot path such as \"conversations.topics\")",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"pointer": "a", "value": 1}]}"#,
+            "exclude_attributes[0].pointer: a JSON pointer starts with \"/\"",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"pointer": "/a~2", "value": 1}]}"#,
+            "exclude_attributes[0].pointer: \"~\" must be followed by 0 or 1 (RFC 6901)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"key": "c", "regex": "(unclosed"}]}"#,
+            "exclude_attributes[2].regex: unclosed group",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": ""}]}"#,
+            "exclude_attributes[0].regex: an empty regex matches every string; use \"exists\"",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "\\1"}]}"#,
+            "exclude_attributes[0].regex: backreferences are not supported",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(?=x)"}]}"#,
+            "exclude_attributes[0].regex: look-around, including look-ahead and look-behind, is not supported",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": 5}]}"#,
+            "exclude_attributes[0].regex: must be a string",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "prefix": ""}]}"#,
+            "exclude_attributes[0].prefix: an empty prefix matches every string; use \"exists\"",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "exists": "yes"}]}"#,
+            "exclude_attributes[0].exists: must be true or false",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "any_of": []}]}"#,
+            "exclude_attributes[0].any_of: an empty list matches nothing",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "any_of": ["x", {"y": 1}]}]}"#,
+            "exclude_attributes[0].any_of[1]: must be a string, number or boolean (null, objects and arrays never match)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"all": []}]}"#,
+            "exclude_attributes[0].all: an empty list would match every task",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"all": [{"key": "a", "value": 1}], "key": "b"}]}"#,
+            "exclude_attributes[0].key: not allowed beside \"all\" (put it in a condition inside \"all\")",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"all": [{"key": "a", "value": 1}, {"key": "b", "regex": "["}]}]}"#,
+            "exclude_attributes[0].all[1].regex: unclosed character class",
+        ),
+        (
+            r#"{"enabled": true, "include_attributes": [{"key": "a", "exists": 1}]}"#,
+            "include_attributes[0].exists: must be true or false",
+        ),
+        (
+            r#"{"enabled": true, "include_queues": [null]}"#,
+            "include_queues[0]: must be a string (a queue SID or name)",
+        ),
+        (
+            r#"{"enabled": true, "voice_tasks": []}"#,
+            "voice_tasks: an empty list would treat no task as a call",
+        ),
+        (
+            r#"{"enabled": true, "instruction": []}"#,
+            "instruction: must be an object of conference instruction keys",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"conference_record": true}}"#,
+            "instruction.conference_record: is set by the decision and may not be passed through",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"instruction": "dequeue"}}"#,
+            "instruction.instruction: is set by the decision and may not be passed through",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"post_work_activity": "WA1"}}"#,
+            "instruction.post_work_activity: unknown key (expected a conference instruction key TaskRouter documents)",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"from": {"n": 1}}}"#,
+            "instruction.from: must be a string, number or boolean",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"timeout": null}}"#,
+            "instruction.timeout: must be a string, number or boolean",
+        ),
+        (
+            r#"{"enabled": true, "a b\nc": 1}"#,
+            "[\"a b\\nc\"]: unknown key (expected enabled, exclude_queues, exclude_attributes, include_queues, include_attributes, instruction or voice_tasks)",
+        ),
     ];
     let mut failures = Vec::new();
     for (document, expected) in cases {
         match Rules::from_json(document) {
             Ok(_) => failures.push(format!("{document}: accepted, expected `{expected}`")),
-            Err(e) if e.to_string() != *expected => {
-                failures.push(format!("{document}:\n   got      `{e}`\n   expected `{expected}`"))
-            }
+            Err(e) if e.to_string() != *expected => failures.push(format!(
+                "{document}:\n   got      `{e}`\n   expected `{expected}`"
+            )),
             Err(_) => {}
         }
     }
@@ -70,8 +205,10 @@ fn faults_are_reported_with_their_json_path() {
 
 #[test]
 fn the_error_carries_the_path_apart_from_the_message() {
-    let error = Rules::from_json(r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(x"}]}"#)
-        .unwrap_err();
+    let error = Rules::from_json(
+        r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(x"}]}"#,
+    )
+    .unwrap_err();
     assert_eq!(error.path, "exclude_attributes[0].regex");
     assert_eq!(error.message, "unclosed group");
 }
@@ -116,7 +253,10 @@ fn valid_documents_are_accepted() {
 
 #[test]
 fn limits_hold() {
-    let huge = format!(r#"{{"enabled": true, "exclude_queues": ["{}"]}}"#, "x".repeat(MAX_DOCUMENT_BYTES));
+    let huge = format!(
+        r#"{{"enabled": true, "exclude_queues": ["{}"]}}"#,
+        "x".repeat(MAX_DOCUMENT_BYTES)
+    );
     let error = Rules::from_json(&huge).unwrap_err();
     assert!(error.message.contains("the limit is"), "{error}");
 
@@ -124,15 +264,18 @@ fn limits_hold() {
     for _ in 0..9 {
         nested = json!({"all": [nested]});
     }
-    let error = Rules::from_value(&json!({"enabled": true, "exclude_attributes": [nested]})).unwrap_err();
+    let error =
+        Rules::from_value(&json!({"enabled": true, "exclude_attributes": [nested]})).unwrap_err();
     assert!(error.message.contains("nests deeper than 8"), "{error}");
 
     let deep_json = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let error = Rules::from_json(&deep_json).unwrap_err();
     assert!(error.message.contains("recursion limit"), "{error}");
 
-    let error = Rules::from_json(r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "\\w{1000}\\w{1000}"}]}"#)
-        .unwrap_err();
+    let error = Rules::from_json(
+        r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "\\w{1000}\\w{1000}"}]}"#,
+    )
+    .unwrap_err();
     assert_eq!(error.path, "exclude_attributes[0].regex");
     assert!(error.message.starts_with("regex too large"), "{error}");
 }
