@@ -140,8 +140,10 @@ fn is_public_url(text: &str) -> bool {
     let authority = text.split_once("://").map(|(_, rest)| rest);
     authority.is_some_and(|a| !a.starts_with('/') && !a.contains(char::is_whitespace))
         && url::Url::parse(text).is_ok_and(|url| {
-        matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.fragment().is_none()
-    })
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.fragment().is_none()
+        })
 }
 
 #[cfg(test)]

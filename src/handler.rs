@@ -28,6 +28,8 @@ pub enum BodyProblem {
     TooLarge,
     /// The client stopped sending, or sent too slowly.
     Unreadable,
+    /// The event's host, path or query cannot form a URI.
+    MalformedUri,
 }
 
 /// Settings the handler needs besides the rules.
@@ -71,6 +73,8 @@ enum Rejection {
     Undecodable,
     #[error("the body could not be read")]
     Unreadable,
+    #[error("the request's host, path or query is malformed")]
+    MalformedUri,
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     NotAForm,
     #[error("X-Twilio-Signature is missing")]
@@ -96,6 +100,7 @@ impl Rejection {
             }
             Rejection::TokensUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Undecodable
+            | Rejection::MalformedUri
             | Rejection::Unreadable
             | Rejection::NotAForm
             | Rejection::Callback(_) => StatusCode::BAD_REQUEST,
@@ -123,6 +128,9 @@ impl<S: RulesSource> App<S> {
     }
 
     async fn answer(&self, request: &Request) -> Result<Value, Rejection> {
+        if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
+            return Err(Rejection::MalformedUri);
+        }
         if route_path(request) != ROUTE {
             return Err(Rejection::NotFound);
         }
@@ -133,7 +141,7 @@ impl<S: RulesSource> App<S> {
             Some(BodyProblem::Undecodable) => return Err(Rejection::Undecodable),
             Some(BodyProblem::TooLarge) => return Err(Rejection::TooLarge),
             Some(BodyProblem::Unreadable) => return Err(Rejection::Unreadable),
-            None => {}
+            Some(BodyProblem::MalformedUri) | None => {}
         }
         let body = request.body().as_ref();
         if body.len() > MAX_BODY_BYTES {

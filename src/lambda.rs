@@ -1,12 +1,14 @@
 //! Lambda mode: API Gateway events in, the shared handler, API Gateway responses out.
 //!
-//! `lambda_http` panics on a body marked base64 that is not (its conversion uses
-//! `expect`), so bodies are decoded here first and a bad one becomes a 400.
+//! `lambda_http` panics on a body marked base64 that is not, and on a host, path or query it
+//! cannot turn into a URI (its conversion uses `expect` and `unwrap`). Events are checked
+//! here first, and a bad one becomes a 400.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use base64::Engine;
+use lambda_http::http::{self, header::HOST};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, TransformResponse};
 use serde_json::{Value, json};
@@ -20,6 +22,12 @@ pub fn into_request(mut event: LambdaRequest) -> Request {
         LambdaRequest::ApiGatewayV1(e) => take_encoded(&mut e.body, &mut e.is_base64_encoded),
         LambdaRequest::ApiGatewayV2(e) => take_encoded(&mut e.body, &mut e.is_base64_encoded),
         _ => Ok(None),
+    };
+    let problem = if has_sound_uri(&event) {
+        problem
+    } else {
+        neutralise_uri(&mut event);
+        Err(BodyProblem::MalformedUri)
     };
     let mut request = Request::from(event);
     match problem {
@@ -69,6 +77,78 @@ pub async fn answer<S: RulesSource>(app: &App<S>, event: LambdaEvent<LambdaReque
 /// Serialising a response of strings cannot fail; this keeps the answer well-formed anyway.
 fn internal_error() -> Value {
     json!({"statusCode": 500, "headers": {"content-type": "application/json"}, "body": "{\"error\":\"internal error\"}"})
+}
+
+/// Whether `lambda_http` can build the request URI: `scheme://host/path` must parse as a URL
+/// and, with the query, as a URI.
+fn has_sound_uri(event: &LambdaRequest) -> bool {
+    let (headers, domain, path, stage, raw_query) = match event {
+        LambdaRequest::ApiGatewayV1(e) => (
+            &e.headers,
+            e.request_context.domain_name.as_deref(),
+            e.path.as_deref(),
+            e.request_context.stage.as_deref(),
+            None,
+        ),
+        LambdaRequest::ApiGatewayV2(e) => (
+            &e.headers,
+            e.request_context.domain_name.as_deref(),
+            e.raw_path.as_deref(),
+            e.request_context.stage.as_deref(),
+            e.raw_query_string.as_deref(),
+        ),
+        _ => return true,
+    };
+    let path = path.unwrap_or_default();
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(domain)
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("https");
+    // The path is used with and without the stage, depending on the event and settings.
+    let staged = stage.map(|stage| format!("/{stage}{path}"));
+    [Some(path), staged.as_deref()]
+        .into_iter()
+        .flatten()
+        .all(|path| {
+            let Ok(url) = url::Url::parse(&format!("{scheme}://{host}{path}")) else {
+                return false;
+            };
+            let local = url::Url::parse(&format!("http://localhost{path}")).is_ok();
+            let query = raw_query
+                .filter(|q| !q.is_empty())
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            local && http::Uri::try_from(format!("{url}{query}")).is_ok()
+        })
+}
+
+/// Replaces what `lambda_http` cannot turn into a URI with a harmless request line.
+fn neutralise_uri(event: &mut LambdaRequest) {
+    match event {
+        LambdaRequest::ApiGatewayV1(e) => {
+            e.headers.remove(HOST);
+            e.headers.remove("x-forwarded-proto");
+            e.multi_value_headers.remove(HOST);
+            e.multi_value_headers.remove("x-forwarded-proto");
+            e.request_context.domain_name = None;
+            e.request_context.stage = None;
+            e.path = Some("/".into());
+        }
+        LambdaRequest::ApiGatewayV2(e) => {
+            e.headers.remove(HOST);
+            e.headers.remove("x-forwarded-proto");
+            e.request_context.domain_name = None;
+            e.request_context.stage = None;
+            e.raw_path = Some("/".into());
+            e.raw_query_string = None;
+        }
+        _ => {}
+    }
 }
 
 /// Runs the Lambda runtime loop until the runtime stops it.

@@ -230,3 +230,53 @@ async fn oversized_bodies_get_413_before_decoding() {
     let (status, _, _) = invoke(&app, huge_base64).await;
     assert_eq!(status, 413);
 }
+
+#[tokio::test]
+async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
+    let app = app(FailPolicy::DoNotRecord);
+    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "host with a space",
+            Box::new(|e| e["headers"]["host"] = json!("exa mple.com")),
+        ),
+        (
+            "host with a slash",
+            Box::new(|e| e["headers"]["host"] = json!("[::")),
+        ),
+        (
+            "bad scheme",
+            Box::new(|e| e["headers"]["x-forwarded-proto"] = json!("ht tp")),
+        ),
+        (
+            "query with a quote and space",
+            Box::new(|e| e["rawQueryString"] = json!("a=\"b c\"")),
+        ),
+        (
+            "path with a bracket",
+            Box::new(|e| e["rawPath"] = json!("/assign[ment")),
+        ),
+        (
+            "path without a slash",
+            Box::new(|e| e["rawPath"] = json!("@evil.example/assignment")),
+        ),
+    ];
+    for (name, edit) in edits {
+        let mut hostile = event("http-api-named-stage.json");
+        edit(&mut hostile);
+        let (status, _, body) = invoke(&app, hostile).await;
+        assert!(
+            status == 400 || status == 404,
+            "{name}: got {status} {body}"
+        );
+    }
+    let mut rest = event("rest-api-prod-stage.json");
+    rest["headers"]["Host"] = json!("a b");
+    let (status, _, body) = invoke(&app, rest).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": "the request's host, path or query is malformed"})
+        )
+    );
+}
