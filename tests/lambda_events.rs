@@ -234,7 +234,8 @@ async fn oversized_bodies_get_413_before_decoding() {
 #[tokio::test]
 async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
     let app = app(FailPolicy::DoNotRecord);
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "host with a space",
             Box::new(|e| e["headers"]["host"] = json!("exa mple.com")),
