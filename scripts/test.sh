@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test from a fresh clone. Installs what the tests need into .venv (Python
-# packages from PyPI), and leaves no process behind: each test starts and stops its own
-# servers on 127.0.0.1.
+# Runs every test from a fresh clone. Installs what the tests need (a Python virtualenv with
+# the SSM emulator and Twilio's SDK, and Twilio's npm SDK), then runs the tests; each test
+# starts and stops its own servers on 127.0.0.1, so nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== installing test dependencies"
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/requirements.installed; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt .venv/requirements.installed
+fi
+if [ -f tests/sdk/package-lock.json ]; then
+  npm ci --prefix tests/sdk --silent --no-audit --no-fund
+fi
 
 echo "== format and lints"
 cargo fmt --check

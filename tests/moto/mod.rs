@@ -1,0 +1,153 @@
+//! `moto_server` (PyPI `moto[server]`, installed into .venv by `make test`) as a real SSM
+//! endpoint on 127.0.0.1, started per test and killed on drop.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ssm::types::ParameterType;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let program = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        assert!(
+            program.exists(),
+            "{} is missing: run `make test`, which installs the test dependencies",
+            program.display()
+        );
+        let port = free_port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let moto = Moto {
+            child: Some(child),
+            port,
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "moto_server did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the emulator: SSM becomes unreachable.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Publishes a parameter (overwriting) and returns its new version.
+    pub fn put(&self, name: &str, value: &str, kind: ParameterType) -> i64 {
+        let client = client(&self.endpoint());
+        runtime().block_on(async {
+            client
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(kind)
+                .overwrite(true)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PutParameter {name}: {e:?}"))
+                .version()
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The environment that points the service at an SSM endpoint with dummy credentials and
+/// nothing that probes the network.
+pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_SSM", endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
+}
+
+fn client(endpoint: &str) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A listener that accepts connections and never answers: an SSM that hangs.
+pub struct Silent {
+    pub port: u16,
+    _listener: std::sync::Arc<TcpListener>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let port = listener.local_addr().expect("addr").port();
+        let accepting = std::sync::Arc::clone(&listener);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            // Holds every connection open, reading nothing, until the process ends.
+            while let Ok((stream, _)) = accepting.accept() {
+                held.push(stream);
+            }
+        });
+        Silent {
+            port,
+            _listener: listener,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
