@@ -1,0 +1,327 @@
+//! The admin faces of the binary: `check` and `decide`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{Value, json};
+use support::{CHAT, INBOUND, OUTBOUND, TempDir, command, fixture_path};
+
+/// The Flex template's own example, plus a queue name.
+const TEMPLATE_DOCUMENT: &str = r#"{
+  "enabled": true,
+  "exclude_queues": ["WQ0123456789abcdef0123456789abcdef"],
+  "exclude_attributes": [
+    { "key": "direction", "value": "outbound" },
+    { "key": "conversations.topics", "value": "financial" }
+  ]
+}"#;
+
+/// Names a queue, so a decision may need its friendly name.
+const QUEUE_NAME_DOCUMENT: &str = r#"{
+  "enabled": true,
+  "exclude_queues": ["Payments"],
+  "exclude_attributes": [{ "key": "direction", "value": "outbound" }]
+}"#;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(env)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+// ---------------------------------------------------------------------------------------
+// check
+
+#[test]
+fn check_accepts_a_valid_document() {
+    let dir = TempDir::new();
+    let path = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let output = run(&["check", path_str(&path)], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    let expected_start = format!("{}: ok (", path.display());
+    assert!(stdout.starts_with(&expected_start), "{}", describe(&output));
+    assert!(stdout.trim_end().ends_with(')'), "{}", describe(&output));
+    assert_eq!(stdout.lines().count(), 1, "{}", describe(&output));
+}
+
+#[test]
+fn check_rejects_invalid_documents_with_the_json_path_of_the_fault() {
+    let cases = [
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(unclosed"}]}"#,
+            "exclude_attributes[0].regex: unclosed group",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"key": "c", "regex": "(x"}]}"#,
+            "exclude_attributes[2].regex: unclosed group",
+        ),
+        ("{}", "enabled: required"),
+        (
+            r#"{"enabled": true, "exclude_queues": ["Payments", 7]}"#,
+            "exclude_queues[1]: must be a string",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": "x", "prefix": "y"}]}"#,
+            "exclude_attributes[0].prefix: a condition takes one matcher",
+        ),
+        (
+            r#"{"enabled": true, "exclude_queue": []}"#,
+            "exclude_queue: unknown key",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"conference_record": true}}"#,
+            "instruction.conference_record: ",
+        ),
+        (
+            r#"{"enabled": true, "include_attributes": [{"all": [{"key": "a", "regex": "["}]}]}"#,
+            "include_attributes[0].all[0].regex: unclosed character class",
+        ),
+        (r#"{"enabled": true,"#, "not valid JSON"),
+    ];
+    let dir = TempDir::new();
+    for (index, (document, expected)) in cases.iter().enumerate() {
+        let path = dir.write(&format!("bad-{index}.json"), document);
+        let output = run(&["check", path_str(&path)], &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{document}\n{}",
+            describe(&output)
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{document}: expected {expected:?}\n{}",
+            describe(&output)
+        );
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "the error names the file\n{}",
+            describe(&output)
+        );
+        assert!(
+            !text(&output.stdout).contains(": ok"),
+            "{}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn check_fails_on_a_missing_file() {
+    let dir = TempDir::new();
+    let path = dir.path.join("no-such-rules.json");
+    let output = run(&["check", path_str(&path)], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("no-such-rules.json"),
+        "{}",
+        describe(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// decide
+
+/// Runs `decide` and returns its one JSON line; asserts stdout holds nothing else and the
+/// report is not on stderr.
+fn decide(rules: &Path, attributes: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
+    let mut args = vec![
+        "decide",
+        "--rules",
+        path_str(rules),
+        "--attributes",
+        attributes,
+    ];
+    args.extend_from_slice(extra);
+    let output = run(&args, env);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(stdout.ends_with('\n'), "{}", describe(&output));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout is one line\n{}", describe(&output));
+    let report: Value = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", describe(&output)));
+    let keys: Vec<&str> = report
+        .as_object()
+        .expect("the report is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["answer", "decision", "explanation", "reason", "rule"],
+        "{report}"
+    );
+    assert!(report["explanation"].is_string(), "{report}");
+    for line in text(&output.stderr).lines() {
+        let logged = serde_json::from_str::<Value>(line).ok();
+        assert!(
+            logged.as_ref().is_none_or(|v| v.get("answer").is_none()),
+            "the report leaked onto stderr: {line}"
+        );
+        assert_ne!(line.trim(), lines[0].trim(), "the report is on stderr too");
+    }
+    report
+}
+
+fn conference(record: &str) -> Value {
+    json!({"instruction": "conference", "conference_record": record})
+}
+
+#[test]
+fn decide_records_an_inbound_call() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let report = decide(&rules, INBOUND, &[], &[]);
+    assert_eq!(report["decision"], "record-from-start");
+    assert_eq!(report["reason"], "no_exclusion_matched");
+    assert_eq!(report["rule"], Value::Null);
+    assert_eq!(report["answer"], conference("record-from-start"));
+}
+
+#[test]
+fn decide_excludes_an_outbound_call_by_attribute() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let report = decide(&rules, OUTBOUND, &[], &[]);
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["reason"], "excluded_by_attribute");
+    assert_eq!(report["rule"], "exclude_attributes[0]");
+    assert_eq!(report["answer"], conference("do-not-record"));
+}
+
+#[test]
+fn decide_excludes_by_array_attribute_and_queue_sid() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let financial = INBOUND.replace(r#""address change""#, r#""financial""#);
+    assert_ne!(financial, INBOUND);
+    let report = decide(&rules, &financial, &[], &[]);
+    assert_eq!(report["reason"], "excluded_by_attribute");
+    assert_eq!(report["rule"], "exclude_attributes[1]");
+
+    let report = decide(
+        &rules,
+        INBOUND,
+        &["--queue-sid", "WQ0123456789abcdef0123456789abcdef"],
+        &[],
+    );
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["reason"], "excluded_by_queue");
+    assert_eq!(report["rule"], "exclude_queues[0]");
+}
+
+#[test]
+fn decide_takes_no_action_on_a_chat() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let report = decide(&rules, CHAT, &[], &[]);
+    assert_eq!(report["decision"], "no-action");
+    assert_eq!(report["reason"], "not_a_call");
+    assert_eq!(report["rule"], Value::Null);
+    assert_eq!(report["answer"], json!({}));
+}
+
+#[test]
+fn decide_reads_attributes_from_a_file() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    for (fixture, inline) in [
+        ("inbound-voice-task-attributes.json", INBOUND),
+        ("outbound-voice-task-attributes.json", OUTBOUND),
+        ("chat-task-attributes.json", CHAT),
+    ] {
+        let at_file = format!("@{}", fixture_path(fixture).display());
+        assert_eq!(
+            decide(&rules, &at_file, &[], &[]),
+            decide(&rules, inline, &[], &[]),
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn decide_without_the_queue_name_follows_the_fail_policy() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", QUEUE_NAME_DOCUMENT);
+
+    let report = decide(&rules, INBOUND, &[], &[]);
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["reason"], "queue_name_unresolved");
+    assert_eq!(report["answer"], conference("do-not-record"));
+
+    let report = decide(&rules, INBOUND, &[], &[("ON_RULES_UNAVAILABLE", "record")]);
+    assert_eq!(report["decision"], "record-from-start");
+    assert_eq!(report["reason"], "queue_name_unresolved");
+
+    // An attribute that already excludes the call needs no name.
+    let report = decide(&rules, OUTBOUND, &[], &[("ON_RULES_UNAVAILABLE", "record")]);
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["reason"], "excluded_by_attribute");
+}
+
+#[test]
+fn decide_with_the_queue_name_applies_the_queue_rule() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", QUEUE_NAME_DOCUMENT);
+
+    let report = decide(&rules, INBOUND, &["--queue-name", "Payments"], &[]);
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["reason"], "excluded_by_queue");
+    assert_eq!(report["rule"], "exclude_queues[0]");
+
+    // Names match exactly and case-sensitively.
+    let report = decide(&rules, INBOUND, &["--queue-name", "payments"], &[]);
+    assert_eq!(report["decision"], "record-from-start");
+    assert_eq!(report["reason"], "no_exclusion_matched");
+}
+
+#[test]
+fn decide_refuses_an_invalid_rules_document() {
+    let dir = TempDir::new();
+    let rules = dir.write(
+        "rules.json",
+        r#"{"enabled": true, "exclude_attributes": [{"key": "a", "regex": "(unclosed"}]}"#,
+    );
+    let output = run(
+        &[
+            "decide",
+            "--rules",
+            path_str(&rules),
+            "--attributes",
+            INBOUND,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(output.stdout.is_empty(), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("exclude_attributes[0].regex: unclosed group"),
+        "{}",
+        describe(&output)
+    );
+}

@@ -1,0 +1,612 @@
+//! Shared helpers for the black-box tests: the real binary in `serve` mode, a raw HTTP/1.1
+//! client (so hostile requests can be written byte by byte), form bodies, rules files in a
+//! temporary directory, and the server's JSON log lines.
+
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_conditional-recording");
+
+/// How long `serve` gets to print its first line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client waits for any one read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first line `serve` prints, before the bound address.
+const BANNER: &str = "conditional-recording serving POST http://";
+
+pub const INBOUND: &str = include_str!("../data/fixtures/inbound-voice-task-attributes.json");
+pub const OUTBOUND: &str = include_str!("../data/fixtures/outbound-voice-task-attributes.json");
+pub const CHAT: &str = include_str!("../data/fixtures/chat-task-attributes.json");
+
+/// A fixture's path on disk, for `decide --attributes @FILE`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fixtures")
+        .join(name)
+}
+
+/// Caller data in the fixtures that must never reach a log line.
+pub const CALLER_DATA: &[&str] = &[
+    "+14155550100",
+    "+18005550199",
+    "+14155550123",
+    "4155550100",
+    "8005550199",
+    "4155550123",
+    "Pat Example",
+    "pat@example.com",
+    "Customer asked about an invoice",
+];
+
+/// The queue the embedded example document excludes.
+pub const EXAMPLE_EXCLUDED_QUEUE: &str = "WQ00000000000000000000000000000000";
+
+/// Environment variables the product reads; tests start from none of them.
+const PRODUCT_ENV: &[&str] = &[
+    "AWS_LAMBDA_RUNTIME_API",
+    "RULES_PARAMETER",
+    "RULES_FILE",
+    "RULES_CACHE_TTL_SECONDS",
+    "ON_RULES_UNAVAILABLE",
+    "TWILIO_AUTH_TOKEN_PARAMETER",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_SIGNATURE_VALIDATION",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_API_BASE_URL",
+    "PUBLIC_URL",
+    "ANSWER_MODE",
+    "RUST_LOG",
+];
+
+/// A command for the binary with none of the product's variables inherited, plus `env`.
+pub fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    for name in PRODUCT_ENV {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// A unique number per call in this process.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------
+// The server
+
+/// `conditional-recording serve` on 127.0.0.1, port 0. Killed and reaped on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT/assignment`, as printed.
+    pub url: String,
+    stdout: Receiver<String>,
+    stderr: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the server on the embedded example rules.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the server with these environment variables (and no inherited product ones).
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let mut child = command(env)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stderr = child.stderr.take().map(collect_lines);
+        let stdout = child.stdout.take().map(forward_lines);
+        let (stdout, stderr) = match (stdout, stderr) {
+            (Some(stdout), Some(stderr)) => (stdout, stderr),
+            _ => panic!("the child's pipes are missing"),
+        };
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            url: String::new(),
+            stdout,
+            stderr: Some(stderr),
+        };
+        let first = match server.stdout.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                server.fail(&format!("serve printed nothing within {START_TIMEOUT:?}"))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                server.fail("serve closed stdout before printing its address")
+            }
+        };
+        let Some(addr) = first
+            .strip_prefix(BANNER)
+            .and_then(|rest| rest.strip_suffix("/assignment"))
+            .and_then(|addr| addr.parse().ok())
+        else {
+            server.fail(&format!("unexpected first line: {first:?}"))
+        };
+        server.addr = addr;
+        server.url = format!("http://{addr}/assignment");
+        server
+    }
+
+    /// Kills the server and panics with its stderr.
+    fn fail(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+            .join("\n");
+        panic!("{why}\n--- stderr of serve ---\n{stderr}");
+    }
+
+    /// The next line `serve` prints on stdout after the first.
+    pub fn stdout_line(&self) -> Option<String> {
+        self.stdout.recv_timeout(IO_TIMEOUT).ok()
+    }
+
+    /// A new connection to the server.
+    pub fn connect(&self) -> Connection {
+        Connection::open(self.addr)
+    }
+
+    /// One request on a fresh connection.
+    pub fn send(&self, request: &[u8]) -> Response {
+        let mut connection = self.connect();
+        connection.send(request);
+        connection.response()
+    }
+
+    /// `POST /assignment` with a form body, on a fresh connection.
+    pub fn post_form(&self, body: &str) -> Response {
+        self.send(&post_form("/assignment", body))
+    }
+
+    /// Stops the server and returns its stderr, one entry per line.
+    pub fn stop(mut self) -> Logs {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let lines = self
+            .stderr
+            .take()
+            .map(|h| h.join().expect("the stderr reader panicked"))
+            .unwrap_or_default();
+        Logs { lines }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines until EOF on a thread; the handle yields them all.
+fn collect_lines(stderr: ChildStderr) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
+            .collect()
+    })
+}
+
+/// Forwards lines to a channel as they come, so a reader can wait with a timeout.
+fn forward_lines(stdout: impl Read + Send + 'static) -> Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+// ---------------------------------------------------------------------------------------
+// Logs
+
+/// The server's stderr after it stopped.
+pub struct Logs {
+    pub lines: Vec<String>,
+}
+
+impl Logs {
+    /// Every line as a JSON object; panics on a line that is not one.
+    pub fn json(&self) -> Vec<Value> {
+        self.lines
+            .iter()
+            .map(|line| match serde_json::from_str::<Value>(line) {
+                Ok(value) if value.is_object() => value,
+                _ => panic!(
+                    "a stderr line is not a JSON object: {line:?}\n{}",
+                    self.text()
+                ),
+            })
+            .collect()
+    }
+
+    /// The lines whose message is "decision".
+    pub fn decisions(&self) -> Vec<Value> {
+        self.json()
+            .into_iter()
+            .filter(|line| line["message"] == "decision")
+            .collect()
+    }
+
+    /// The decision line for one task; panics unless there is exactly one.
+    pub fn decision_for(&self, task_sid: &str) -> Value {
+        let mut found: Vec<Value> = self
+            .decisions()
+            .into_iter()
+            .filter(|line| line["task_sid"] == task_sid)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one decision line for {task_sid}\n{}",
+            self.text()
+        );
+        found.remove(0)
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+/// One HTTP/1.1 connection; requests are written as raw bytes.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
+        Connection {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Writes bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("cannot write the request: {e}"));
+    }
+
+    /// Writes bytes on a thread, ignoring errors: for bodies the server may stop reading.
+    pub fn send_in_background(&self, bytes: Vec<u8>) -> JoinHandle<()> {
+        let mut stream = self.reader.get_ref().try_clone().expect("clone the socket");
+        std::thread::spawn(move || {
+            let _ = stream.write_all(&bytes);
+        })
+    }
+
+    /// Closes the sending half: the server sees end of stream.
+    pub fn finish_sending(&self) {
+        let _ = self.reader.get_ref().shutdown(Shutdown::Write);
+    }
+
+    /// Reads one response (Content-Length or chunked body).
+    pub fn response(&mut self) -> Response {
+        let status_line = self.line();
+        let mut words = status_line.splitn(3, ' ');
+        let version = words.next().unwrap_or_default();
+        assert!(
+            version.starts_with("HTTP/1."),
+            "not an HTTP/1 status line: {status_line:?}"
+        );
+        let status = words
+            .next()
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status code in {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {line:?}"));
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(length) = response.header("content-length") {
+            let length: usize = length.parse().expect("a numeric Content-Length");
+            response.body = vec![0; length];
+            self.reader
+                .read_exact(&mut response.body)
+                .unwrap_or_else(|e| panic!("cannot read a {length}-byte body: {e}"));
+        } else if response
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            response.body = self.chunked_body();
+        }
+        response
+    }
+
+    fn chunked_body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.line();
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
+            if size == 0 {
+                while !self.line().is_empty() {}
+                return body;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            self.reader
+                .read_exact(&mut body[start..])
+                .expect("read a chunk");
+            self.line();
+        }
+    }
+
+    /// One CRLF-terminated line, without the terminator.
+    fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => panic!("the server closed the connection before a full response"),
+            Ok(_) => {}
+            Err(e) => panic!("cannot read the response: {e}"),
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        String::from_utf8(line).expect("a UTF-8 response line")
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics (showing the body) when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts a JSON answer with this status and returns its body.
+    pub fn expect_json(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let media = self.header("content-type").unwrap_or_default();
+        assert!(
+            media.starts_with("application/json"),
+            "Content-Type is {media:?}, not application/json"
+        );
+        self.json()
+    }
+
+    /// Asserts a JSON error with this status and returns its message.
+    pub fn expect_error(&self, status: u16) -> String {
+        let body = self.expect_json(status);
+        let object = body.as_object().expect("an error body is an object");
+        assert_eq!(object.len(), 1, "an error body has only \"error\": {body}");
+        body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {body}"))
+            .to_owned()
+    }
+}
+
+/// A whole request: request line, `Host` (127.0.0.1 unless given), the given headers, `Content-Length` of `body`.
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str("Host: 127.0.0.1\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// `POST path` with a form body.
+pub fn post_form(path: &str, body: &str) -> Vec<u8> {
+    request(
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Assignment callbacks
+
+/// The form parameters of an assignment callback, in order; repeats allowed.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub params: Vec<(String, String)>,
+}
+
+impl Callback {
+    /// Every documented parameter, with SIDs unique to this callback.
+    pub fn new(task_attributes: &str) -> Callback {
+        let id = u128::from(next_id()) | (u128::from(std::process::id()) << 64);
+        let sid = |prefix: &str| format!("{prefix}{id:032x}");
+        let params = [
+            ("AccountSid", sid("AC")),
+            ("WorkspaceSid", sid("WS")),
+            ("WorkflowSid", sid("WW")),
+            ("TaskQueueSid", sid("WQ")),
+            ("WorkerSid", sid("WK")),
+            (
+                "WorkerAttributes",
+                r#"{"contact_uri":"client:alice","skills":["billing"]}"#.to_owned(),
+            ),
+            ("TaskSid", sid("WT")),
+            ("TaskAttributes", task_attributes.to_owned()),
+            ("TaskAge", "12".to_owned()),
+            ("TaskPriority", "0".to_owned()),
+            ("ReservationSid", sid("WR")),
+            ("Timestamp", "1767225600".to_owned()),
+        ];
+        Callback {
+            params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        }
+    }
+
+    /// The first value of a parameter.
+    pub fn get(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in the callback"))
+    }
+
+    pub fn task_sid(&self) -> &str {
+        self.get("TaskSid")
+    }
+
+    pub fn reservation_sid(&self) -> &str {
+        self.get("ReservationSid")
+    }
+
+    /// Replaces every value of `name` (adding it when absent).
+    pub fn set(mut self, name: &str, value: &str) -> Callback {
+        self.params.retain(|(k, _)| k != name);
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds one more `name=value`, keeping existing ones.
+    pub fn add(mut self, name: &str, value: &str) -> Callback {
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn remove(mut self, name: &str) -> Callback {
+        self.params.retain(|(k, _)| k != name);
+        self
+    }
+
+    /// The percent-encoded form body.
+    pub fn encode(&self) -> String {
+        form(&self.params)
+    }
+}
+
+/// A percent-encoded `application/x-www-form-urlencoded` body.
+pub fn form<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        serializer.append_pair(name.as_ref(), value.as_ref());
+    }
+    serializer.finish()
+}
+
+// ---------------------------------------------------------------------------------------
+// Temporary files
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path = std::env::temp_dir().join(format!(
+            "conditional-recording-test-{}-{}-{nanos}",
+            std::process::id(),
+            next_id()
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
