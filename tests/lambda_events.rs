@@ -281,3 +281,98 @@ async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
         )
     );
 }
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn signing_app() -> App<StaticRules> {
+    use conditional_recording::handler::Signatures;
+    use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
+    App {
+        rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
+        settings: Settings {
+            signatures: Signatures::Enforce {
+                tokens: TokenSource::Fixed(std::sync::Arc::new(AuthTokens::parse(TOKEN).unwrap())),
+                public_url: None,
+            },
+            ..Settings::default()
+        },
+    }
+}
+
+/// The event's form parameters, as TaskRouter signed them.
+fn params(event: &Value) -> Vec<(String, String)> {
+    let body = event["body"].as_str().unwrap();
+    let bytes = if event["isBase64Encoded"].as_bool().unwrap_or(false) {
+        STANDARD.decode(body).unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    form_urlencoded::parse(&bytes).into_owned().collect()
+}
+
+#[tokio::test]
+async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold() {
+    use conditional_recording::signature::sign;
+    let app = signing_app();
+    let cases = [
+        (
+            "http-api-default-stage.json",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/assignment",
+        ),
+        (
+            "http-api-named-stage.json",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/live/assignment?tenant=acme&x=a%20b",
+        ),
+        (
+            "rest-api-prod-stage.json",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/Prod/assignment",
+        ),
+        (
+            "function-url.json",
+            "https://abcdefghijklmnop.lambda-url.us-east-1.on.aws/assignment",
+        ),
+    ];
+    for (name, url) in cases {
+        let payload: LambdaRequest = serde_json::from_value(event(name)).unwrap();
+        let request = lambda::into_request(payload);
+        assert_eq!(
+            conditional_recording::handler::called_url(&request).as_deref(),
+            Some(url),
+            "{name}"
+        );
+
+        let mut signed = event(name);
+        let signature = sign(TOKEN, url, &params(&signed));
+        set_header(&mut signed, "x-twilio-signature", &signature);
+        let (status, _, body) = invoke(&app, signed.clone()).await;
+        assert_eq!(status, 200, "{name}: {body}");
+
+        // The same event signed for the URL without its stage is refused.
+        let stageless = url.replace("/live/", "/").replace("/Prod/", "/");
+        if stageless != url {
+            let signature = sign(TOKEN, &stageless, &params(&signed));
+            set_header(&mut signed, "x-twilio-signature", &signature);
+            let (status, _, _) = invoke(&app, signed).await;
+            assert_eq!(status, 403, "{name}: the stage is part of the signed URL");
+        }
+
+        // The placeholder signature the fixture carries is refused.
+        let (status, _, body) = invoke(&app, event(name)).await;
+        assert_eq!(
+            (status, body),
+            (
+                403,
+                json!({"error": "X-Twilio-Signature is not valid for this URL and body"})
+            ),
+            "{name}"
+        );
+    }
+}
+
+/// Sets a header in both header maps a REST event has.
+fn set_header(event: &mut Value, name: &str, value: &str) {
+    event["headers"][name] = json!(value);
+    if event["multiValueHeaders"].is_object() {
+        event["multiValueHeaders"][name] = json!([value]);
+    }
+}
