@@ -48,6 +48,10 @@ pub struct Config {
     pub account_sid: Option<String>,
     /// `PUBLIC_URL`: the only URL a signature may cover, when set.
     pub public_url: Option<String>,
+    /// `TWILIO_API_BASE_URL`: the TaskRouter REST API, for queue names.
+    pub api_base_url: String,
+    /// `TWILIO_API_KEY` and `TWILIO_API_SECRET`, used instead of the auth token when set.
+    pub api_key: Option<(String, Secret)>,
 }
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -69,6 +73,12 @@ pub enum ConfigError {
     AccountSid,
     #[error("PUBLIC_URL must be an absolute http:// or https:// URL without a fragment")]
     PublicUrl,
+    #[error("TWILIO_API_BASE_URL must be an absolute http:// or https:// URL")]
+    ApiBaseUrl,
+    #[error(
+        "TWILIO_API_KEY (an API key SID: SK followed by 32 lowercase hex digits) and TWILIO_API_SECRET go together"
+    )]
+    ApiKey,
 }
 
 impl Config {
@@ -120,6 +130,18 @@ impl Config {
         if public_url.as_deref().is_some_and(|url| !is_public_url(url)) {
             return Err(ConfigError::PublicUrl);
         }
+        let api_base_url = set("TWILIO_API_BASE_URL")?
+            .unwrap_or_else(|| crate::sources::taskrouter_api::DEFAULT_BASE_URL.to_owned());
+        if !is_public_url(&api_base_url) || api_base_url.contains('?') {
+            return Err(ConfigError::ApiBaseUrl);
+        }
+        let api_key = match (set("TWILIO_API_KEY")?, set("TWILIO_API_SECRET")?) {
+            (Some(sid), Some(secret)) if crate::taskrouter::is_sid(&sid, "SK") => {
+                Some((sid, Secret(secret)))
+            }
+            (None, None) => None,
+            _ => return Err(ConfigError::ApiKey),
+        };
         Ok(Config {
             rules,
             ttl,
@@ -128,6 +150,8 @@ impl Config {
             enforce_signatures,
             account_sid,
             public_url,
+            api_base_url,
+            api_key,
         })
     }
 

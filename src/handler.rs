@@ -1,6 +1,7 @@
 //! HTTP in, decision, HTTP out. Shared by Lambda mode and `serve`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use crate::rules::{self, Decision, FailPolicy, Reason, Task};
 use crate::signature;
 use crate::sources::RulesSource;
+use crate::sources::taskrouter_api::QueueNames;
 use crate::sources::tokens::TokenSource;
 use crate::taskrouter::{self, AssignmentCallback, CallbackError};
 
@@ -39,6 +41,9 @@ pub struct Settings {
     /// Callbacks for any other account are refused.
     pub account_sid: Option<String>,
     pub signatures: Signatures,
+    /// Resolves queue names for rules that name queues; without it such calls follow the
+    /// fail policy.
+    pub queue_names: Option<QueueNames>,
 }
 
 /// Whether `X-Twilio-Signature` is checked.
@@ -48,7 +53,7 @@ pub enum Signatures {
     #[default]
     Off,
     Enforce {
-        tokens: TokenSource,
+        tokens: Arc<TokenSource>,
         /// The only URL a signature may cover; else the URL is rebuilt from the request.
         public_url: Option<String>,
     },
@@ -162,15 +167,28 @@ impl<S: RulesSource> App<S> {
         let loaded = self.rules.current().await;
         let policy = self.settings.fail_policy;
         let attributes = taskrouter::parse_attributes(&callback.task_attributes);
+        let mut queue_name = None;
         let decision = match (&loaded, &attributes) {
             (_, None) => Decision::fail(policy, Reason::AttributesUnparseable),
             (Some(loaded), Some(attributes)) => {
-                let task = Task {
+                let mut task = Task {
                     attributes,
                     queue_sid: callback.task_queue_sid.as_deref(),
                     queue_name: None,
                 };
-                loaded.rules.decide(&task, policy)
+                let first = loaded.rules.decide(&task, policy);
+                // Only a decision that needs the queue's name asks TaskRouter for it.
+                queue_name = match first.reason() {
+                    Reason::QueueNameUnresolved => self.queue_name(&callback).await,
+                    _ => None,
+                };
+                match &queue_name {
+                    Some(name) => {
+                        task.queue_name = Some(name);
+                        loaded.rules.decide(&task, policy)
+                    }
+                    None => first,
+                }
             }
             (None, Some(attributes)) if !rules::is_call_by_default(attributes) => {
                 Decision::NotACall
@@ -183,6 +201,7 @@ impl<S: RulesSource> App<S> {
             task_sid = %callback.task_sid,
             reservation_sid = %callback.reservation_sid,
             task_queue_sid = callback.task_queue_sid.as_deref(),
+            queue_name = queue_name.as_deref(),
             workspace_sid = callback.workspace_sid.as_deref(),
             decision = decision.outcome(),
             reason = reason.kind(),
@@ -199,6 +218,32 @@ impl<S: RulesSource> App<S> {
 }
 
 impl<S> App<S> {
+    /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
+    /// had.
+    async fn queue_name(&self, callback: &AssignmentCallback) -> Option<Arc<str>> {
+        let names = self.settings.queue_names.as_ref()?;
+        let queue_sid = callback.task_queue_sid.as_deref()?;
+        let found = names
+            .friendly_name(
+                callback.account_sid.as_deref(),
+                callback.workspace_sid.as_deref(),
+                queue_sid,
+            )
+            .await;
+        match found {
+            Ok(name) => Some(name),
+            Err(cause) => {
+                tracing::warn!(
+                    task_sid = %callback.task_sid,
+                    task_queue_sid = queue_sid,
+                    cause = %cause,
+                    "queue name unresolved"
+                );
+                None
+            }
+        }
+    }
+
     async fn check_signature(
         &self,
         request: &Request,

@@ -7,8 +7,9 @@ use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::handler::{App, Settings, Signatures};
 use crate::rules::{self, Rules};
 use crate::sources::cache::{Cached, SystemClock};
+use crate::sources::taskrouter_api::{Credentials, QueueNames};
 use crate::sources::tokens::{AuthTokens, TokenSource};
-use crate::sources::{AnyRules, StaticRules, parse_rules, ssm};
+use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
 
 /// Which face of the binary is starting: they differ in what they accept missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,35 +66,48 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
         }
     };
 
-    let signatures = if !config.enforce_signatures {
-        tracing::warn!(
-            "TWILIO_SIGNATURE_VALIDATION=off: callbacks are answered without checking X-Twilio-Signature"
-        );
-        Signatures::Off
-    } else {
-        let tokens = match &config.tokens {
-            TokenLocation::Parameter(name) => {
-                Some(TokenSource::parameter(parameter(name)?, config.ttl))
-            }
-            TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
-                AuthTokens::parse(&secret.0).map_err(|e| format!("TWILIO_AUTH_TOKEN: {e}"))?,
-            ))),
-            TokenLocation::Unset => None,
-        };
-        match tokens {
-            Some(tokens) => Signatures::Enforce {
-                tokens,
-                public_url: config.public_url.clone(),
-            },
-            None => {
-                tracing::warn!(
-                    "no auth token (TWILIO_AUTH_TOKEN or TWILIO_AUTH_TOKEN_PARAMETER): \
-                     serving WITHOUT signature validation; any client can ask for decisions"
-                );
-                Signatures::Off
-            }
+    let tokens = match &config.tokens {
+        TokenLocation::Parameter(name) => {
+            Some(TokenSource::parameter(parameter(name)?, config.ttl))
+        }
+        TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
+            AuthTokens::parse(&secret.0).map_err(|e| format!("TWILIO_AUTH_TOKEN: {e}"))?,
+        ))),
+        TokenLocation::Unset => None,
+    }
+    .map(Arc::new);
+
+    let signatures = match (&tokens, config.enforce_signatures) {
+        (_, false) => {
+            tracing::warn!(
+                "TWILIO_SIGNATURE_VALIDATION=off: callbacks are answered without checking X-Twilio-Signature"
+            );
+            Signatures::Off
+        }
+        (Some(tokens), true) => Signatures::Enforce {
+            tokens: Arc::clone(tokens),
+            public_url: config.public_url.clone(),
+        },
+        (None, true) => {
+            tracing::warn!(
+                "no auth token (TWILIO_AUTH_TOKEN or TWILIO_AUTH_TOKEN_PARAMETER): \
+                 serving WITHOUT signature validation; any client can ask for decisions"
+            );
+            Signatures::Off
         }
     };
+
+    let credentials = match (&config.api_key, &tokens) {
+        (Some((sid, secret)), _) => Some(Credentials::ApiKey {
+            sid: sid.clone(),
+            secret: secret.0.clone(),
+        }),
+        (None, Some(tokens)) => Some(Credentials::AuthToken(Arc::clone(tokens))),
+        (None, None) => None,
+    };
+    let queue_names = credentials
+        .map(|credentials| QueueNames::new(&config.api_base_url, credentials, config.ttl))
+        .transpose()?;
 
     // The first fetches, together: this also opens the TLS connection to SSM before the
     // first caller needs it.
@@ -103,15 +117,23 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
         }
     };
     let first_tokens = async {
-        if let Signatures::Enforce {
-            tokens: TokenSource::Parameter(cache),
-            ..
-        } = &signatures
-        {
+        if let Some(TokenSource::Parameter(cache)) = tokens.as_deref() {
             cache.refresh().await;
         }
     };
     tokio::join!(first_rules, first_tokens);
+    if queue_names.is_none()
+        && rules
+            .current()
+            .await
+            .is_some_and(|r| r.rules.names_queues())
+    {
+        tracing::warn!(
+            "the rules name queues but no TaskRouter credentials are configured \
+             (TWILIO_AUTH_TOKEN, TWILIO_AUTH_TOKEN_PARAMETER or TWILIO_API_KEY): \
+             calls that need a queue name follow ON_RULES_UNAVAILABLE"
+        );
+    }
 
     Ok(App {
         rules,
@@ -119,6 +141,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             fail_policy: config.fail_policy,
             account_sid: config.account_sid.clone(),
             signatures,
+            queue_names,
         },
     })
 }

@@ -291,7 +291,9 @@ fn signing_app() -> App<StaticRules> {
         rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
         settings: Settings {
             signatures: Signatures::Enforce {
-                tokens: TokenSource::Fixed(std::sync::Arc::new(AuthTokens::parse(TOKEN).unwrap())),
+                tokens: std::sync::Arc::new(TokenSource::Fixed(std::sync::Arc::new(
+                    AuthTokens::parse(TOKEN).unwrap(),
+                ))),
                 public_url: None,
             },
             ..Settings::default()

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod ssm;
+pub mod taskrouter_api;
 pub mod tokens;
 
 use std::future::Future;
