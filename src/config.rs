@@ -65,8 +65,6 @@ pub enum ConfigError {
         "RULES_CACHE_TTL_SECONDS must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}"
     )]
     Ttl,
-    #[error("{0} is set but empty")]
-    Empty(&'static str),
     #[error("TWILIO_SIGNATURE_VALIDATION must be enforce or off")]
     Validation,
     #[error("TWILIO_ACCOUNT_SID must be an Account SID (AC followed by 32 lowercase hex digits)")]
@@ -84,11 +82,11 @@ pub enum ConfigError {
 impl Config {
     /// Reads the configuration through `var` (the process environment in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // Empty counts as unset, so an override (sam local's env.json) can clear a value.
         let set = |name: &'static str| -> Result<Option<String>, ConfigError> {
-            match var(name) {
-                Some(value) if value.trim().is_empty() => Err(ConfigError::Empty(name)),
-                other => Ok(other.map(|v| v.trim().to_owned())),
-            }
+            Ok(var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()))
         };
         let rules = match (set("RULES_PARAMETER")?, set("RULES_FILE")?) {
             (Some(name), _) => RulesLocation::Parameter(name),
@@ -257,8 +255,9 @@ mod tests {
             Err(ConfigError::FailPolicy)
         );
         assert_eq!(
-            config(&[("RULES_FILE", " ")]),
-            Err(ConfigError::Empty("RULES_FILE"))
+            config(&[("RULES_FILE", " ")]).map(|c| c.rules),
+            Ok(RulesLocation::Unset),
+            "empty is unset"
         );
         assert_eq!(
             config(&[("TWILIO_SIGNATURE_VALIDATION", "no")]),

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the Lambda artifact exactly as `sam build` does for deployment: the arm64 `bootstrap`
+# cross-compiled by cargo-lambda with zig (both from PyPI, installed into .venv). Prints the
+# artifact's architecture, size and the build time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cargo-lambda ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-deploy.txt
+fi
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+  || rustup target add aarch64-unknown-linux-gnu
+
+export PATH="$PWD/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
+started=$(date +%s)
+sam build --beta-features
+elapsed=$(( $(date +%s) - started ))
+
+artifact=.aws-sam/build/DecisionFunction/bootstrap
+file "$artifact" | grep -q 'ARM aarch64' || { echo "not an arm64 binary: $(file "$artifact")"; exit 1; }
+zip_size=$(cd "$(dirname "$artifact")" && zip -q -9 -X - bootstrap | wc -c)
+echo "arm64 bootstrap: $(stat -c %s "$artifact") bytes, zipped ${zip_size} bytes, built in ${elapsed} s"
