@@ -1,0 +1,605 @@
+//! A local stand-in for Twilio's TaskRouter REST API: a small HTTP/1.1 server on
+//! 127.0.0.1 (port 0) that speaks the documented resources with Twilio's JSON shapes,
+//! checks HTTP Basic credentials, injects faults on demand, and records every request so
+//! tests can count calls. It stops when dropped; its threads die with the test process.
+//!
+//! Resources: `GET /v1/Workspaces/{WorkspaceSid}/TaskQueues/{TaskQueueSid}`. Another
+//! resource is one more [`Resource`] variant and one more arm in [`Shared::route`].
+
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+/// The account a queue reports when the caller authenticated with an API key.
+pub const KEY_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// The Activities a queue points its workers to.
+const ASSIGNMENT_ACTIVITY_SID: &str = "WA11111111111111111111111111111111";
+const RESERVATION_ACTIVITY_SID: &str = "WA22222222222222222222222222222222";
+/// Timestamps of every queue, in the ISO 8601 form TaskRouter uses.
+const CREATED: &str = "2025-03-04T09:15:00Z";
+
+/// The largest request head or body read; the product's requests are tiny.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What the stand-in does instead of serving a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers with this status and Twilio's error JSON for it (401, 404, 429, 500, 503...).
+    Status(u16),
+    /// `429 Too Many Requests`, with this `Retry-After` value when given.
+    RateLimited(Option<String>),
+    /// Reads the request and never answers, until the stand-in stops.
+    Hang,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub target: String,
+    /// From `Authorization: Basic`, decoded; `None` when absent or not Basic.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Everything the client sent, as text: for checks that something was never sent.
+    pub fn text(&self) -> String {
+        let mut text = format!("{} {}\n", self.method, self.target);
+        for (name, value) in &self.headers {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&self.body));
+        text
+    }
+}
+
+/// The stand-in. Configure it, point the product at [`StandIn::base_url`], read
+/// [`StandIn::requests`].
+pub struct StandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl StandIn {
+    /// Listens on 127.0.0.1, port 0, with no queues and no accepted credentials.
+    pub fn start() -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("the stand-in cannot listen: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the stand-in has no address: {e}"));
+        let shared = Arc::new(Shared {
+            base_url: format!("http://{addr}"),
+            state: Mutex::new(State::default()),
+            stopped: Condvar::new(),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || accept(&shared, &listener))
+        };
+        StandIn {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash: the value for `TWILIO_API_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Adds a TaskQueue, or renames it when it exists.
+    pub fn add_queue(&self, workspace_sid: &str, queue_sid: &str, friendly_name: &str) {
+        self.shared.state().queues.insert(
+            (workspace_sid.to_owned(), queue_sid.to_owned()),
+            friendly_name.to_owned(),
+        );
+    }
+
+    /// Accepts only this pair from now on.
+    pub fn set_credentials(&self, username: &str, password: &str) {
+        let mut state = self.shared.state();
+        state.credentials.clear();
+        state
+            .credentials
+            .push((username.to_owned(), password.to_owned()));
+    }
+
+    /// Accepts this pair as well as those already accepted.
+    pub fn add_credentials(&self, username: &str, password: &str) {
+        self.shared
+            .state()
+            .credentials
+            .push((username.to_owned(), password.to_owned()));
+    }
+
+    /// The next `n` requests get `fault` (before any queued by an earlier call run out).
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut state = self.shared.state();
+        state.next_faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Every request gets `fault` (after any from [`StandIn::fail_next`]); `None` heals.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared.state().fault = fault;
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.state().requests.clone()
+    }
+
+    /// The requests for one TaskQueue.
+    pub fn queue_requests(&self, workspace_sid: &str, queue_sid: &str) -> Vec<Recorded> {
+        let path = queue_path(workspace_sid, queue_sid);
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.state();
+            state.stopping = true;
+            for connection in &state.connections {
+                let _ = connection.shutdown(Shutdown::Both);
+            }
+        }
+        self.shared.stopped.notify_all();
+        // Wakes the accept loop, which then sees `stopping`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let workers = std::mem::take(&mut self.shared.state().workers);
+        for worker in workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// `/v1/Workspaces/{WorkspaceSid}/TaskQueues/{TaskQueueSid}`.
+pub fn queue_path(workspace_sid: &str, queue_sid: &str) -> String {
+    format!("/v1/Workspaces/{workspace_sid}/TaskQueues/{queue_sid}")
+}
+
+// ---------------------------------------------------------------------------------------
+// State and routing
+
+struct Shared {
+    base_url: String,
+    state: Mutex<State>,
+    /// Signalled when the stand-in stops; hanging requests wait on it.
+    stopped: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    stopping: bool,
+    /// (WorkspaceSid, TaskQueueSid) -> friendly_name.
+    queues: HashMap<(String, String), String>,
+    /// Accepted (username, password) pairs.
+    credentials: Vec<(String, String)>,
+    next_faults: VecDeque<Fault>,
+    fault: Option<Fault>,
+    requests: Vec<Recorded>,
+    /// Every accepted connection, so stopping can close them.
+    connections: Vec<TcpStream>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// A resource the stand-in serves, parsed from a path.
+enum Resource<'a> {
+    TaskQueue { workspace: &'a str, queue: &'a str },
+}
+
+impl<'a> Resource<'a> {
+    fn parse(path: &'a str) -> Option<Resource<'a>> {
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        match segments.as_slice() {
+            ["v1", "Workspaces", workspace, "TaskQueues", queue] => {
+                Some(Resource::TaskQueue { workspace, queue })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a connection does with a request.
+enum Action {
+    Reply(Reply),
+    Hang,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Value,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the request, then applies a fault, the credentials check and the route.
+    fn respond(&self, request: Recorded) -> Action {
+        let mut state = self.state();
+        state.requests.push(request.clone());
+        let fault = state
+            .next_faults
+            .pop_front()
+            .or_else(|| state.fault.clone());
+        match fault {
+            Some(Fault::Hang) => return Action::Hang,
+            Some(Fault::Status(status)) => {
+                return Action::Reply(error_for_status(status, request.path()));
+            }
+            Some(Fault::RateLimited(retry_after)) => {
+                let reply = error_for_status(429, request.path());
+                return Action::Reply(match retry_after {
+                    Some(seconds) => reply.header("Retry-After", seconds),
+                    None => reply,
+                });
+            }
+            None => {}
+        }
+        let Some(account) = authenticate(&state, &request) else {
+            return Action::Reply(unauthorized());
+        };
+        Action::Reply(self.route(&state, &request, &account))
+    }
+
+    fn route(&self, state: &State, request: &Recorded, account: &str) -> Reply {
+        let path = request.path();
+        match (Resource::parse(path), request.method.as_str()) {
+            (Some(Resource::TaskQueue { workspace, queue }), "GET") => {
+                match state.queues.get(&(workspace.to_owned(), queue.to_owned())) {
+                    Some(name) => {
+                        Reply::json(200, self.task_queue(account, workspace, queue, name))
+                    }
+                    None => not_found(path),
+                }
+            }
+            (Some(_), _) => twilio_error(405, 20004, "Method not allowed"),
+            (None, _) => not_found(path),
+        }
+    }
+
+    /// A TaskQueue as TaskRouter's API reference shows it.
+    fn task_queue(&self, account: &str, workspace: &str, queue: &str, name: &str) -> Value {
+        let workspace_url = format!("{}/v1/Workspaces/{workspace}", self.base_url);
+        let url = format!("{workspace_url}/TaskQueues/{queue}");
+        json!({
+            "account_sid": account,
+            "assignment_activity_name": "Busy",
+            "assignment_activity_sid": ASSIGNMENT_ACTIVITY_SID,
+            "date_created": CREATED,
+            "date_updated": CREATED,
+            "friendly_name": name,
+            "max_reserved_workers": 1,
+            "reservation_activity_name": "Reserved",
+            "reservation_activity_sid": RESERVATION_ACTIVITY_SID,
+            "sid": queue,
+            "target_workers": "1==1",
+            "task_order": "FIFO",
+            "url": url,
+            "workspace_sid": workspace,
+            "links": {
+                "assignment_activity": format!("{workspace_url}/Activities/{ASSIGNMENT_ACTIVITY_SID}"),
+                "reservation_activity": format!("{workspace_url}/Activities/{RESERVATION_ACTIVITY_SID}"),
+                "workspace": workspace_url,
+                "statistics": format!("{url}/Statistics"),
+                "real_time_statistics": format!("{url}/RealTimeStatistics"),
+                "cumulative_statistics": format!("{url}/CumulativeStatistics"),
+                "list_statistics": format!("{workspace_url}/TaskQueues/Statistics"),
+            },
+        })
+    }
+}
+
+/// The account the caller authenticated as: the Account SID itself, or the account of an
+/// API key. `None` when the credentials are missing or not accepted.
+fn authenticate(state: &State, request: &Recorded) -> Option<String> {
+    let username = request.username.as_deref()?;
+    let password = request.password.as_deref()?;
+    let shaped = is_sid(username, "AC") || is_sid(username, "SK");
+    let accepted = state
+        .credentials
+        .iter()
+        .any(|(u, p)| u == username && p == password);
+    if !(shaped && accepted) {
+        return None;
+    }
+    Some(if username.starts_with("AC") {
+        username.to_owned()
+    } else {
+        KEY_ACCOUNT_SID.to_owned()
+    })
+}
+
+fn is_sid(text: &str, prefix: &str) -> bool {
+    text.len() == 34
+        && text.starts_with(prefix)
+        && text.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// Twilio's error body: `code`, `message`, `more_info`, `status`.
+fn twilio_error(status: u16, code: u32, message: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({
+            "code": code,
+            "message": message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+            "status": status,
+        }),
+    )
+}
+
+fn unauthorized() -> Reply {
+    twilio_error(401, 20003, "Authenticate")
+        .header("WWW-Authenticate", "Basic realm=\"Twilio API\"")
+}
+
+fn not_found(path: &str) -> Reply {
+    twilio_error(
+        404,
+        20404,
+        &format!("The requested resource {path} was not found"),
+    )
+}
+
+/// The error Twilio sends with a status, for injected faults.
+fn error_for_status(status: u16, path: &str) -> Reply {
+    match status {
+        401 => unauthorized(),
+        404 => not_found(path),
+        429 => twilio_error(429, 20429, "Too Many Requests"),
+        500 => twilio_error(500, 20500, "Internal Server Error"),
+        503 => twilio_error(503, 20503, "Service Unavailable"),
+        other => twilio_error(other, 20000 + u32::from(other), reason_phrase(other)),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections
+
+fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let mut state = shared.state();
+        if state.stopping {
+            return;
+        }
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        state.connections.push(clone);
+        let worker = {
+            let shared = Arc::clone(shared);
+            std::thread::spawn(move || serve_connection(&shared, stream))
+        };
+        state.workers.push(worker);
+    }
+}
+
+/// Serves requests on one connection until the client closes it or the stand-in stops.
+fn serve_connection(shared: &Shared, stream: TcpStream) {
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let mut writer = writer;
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        let close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        match shared.respond(request) {
+            Action::Hang => {
+                let state = shared.state();
+                let _state = shared
+                    .stopped
+                    .wait_while(state, |s| !s.stopping)
+                    .unwrap_or_else(PoisonError::into_inner);
+                return;
+            }
+            Action::Reply(reply) => {
+                if write_reply(&mut writer, &reply, close).is_err() || close {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one request; `None` at end of stream or on anything malformed.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
+    let mut line = read_line(reader)?;
+    while line.is_empty() {
+        line = read_line(reader)?;
+    }
+    let mut words = line.split(' ');
+    let method = words.next()?.to_owned();
+    let target = words.next()?.to_owned();
+    let mut headers = Vec::new();
+    let mut head_bytes = line.len();
+    loop {
+        let line = read_line(reader)?;
+        if line.is_empty() {
+            break;
+        }
+        head_bytes += line.len();
+        if head_bytes > MAX_REQUEST_BYTES {
+            return None;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        let length: usize = match header("content-length") {
+            Some(text) => text.parse().ok()?,
+            None => 0,
+        };
+        if length > MAX_REQUEST_BYTES {
+            return None;
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        body
+    };
+    let (username, password) = match header("authorization").and_then(basic_credentials) {
+        Some((u, p)) => (Some(u), Some(p)),
+        None => (None, None),
+    };
+    Some(Recorded {
+        method,
+        target,
+        username,
+        password,
+        headers,
+        body,
+    })
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let size_line = read_line(reader)?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            while !read_line(reader)?.is_empty() {}
+            return Some(body);
+        }
+        if body.len() + size > MAX_REQUEST_BYTES {
+            return None;
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        read_line(reader)?;
+    }
+}
+
+/// One line without its CRLF; `None` at end of stream or on an error.
+fn read_line(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(MAX_REQUEST_BYTES as u64)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    if read == 0 || line.last() != Some(&b'\n') {
+        return None;
+    }
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).ok()
+}
+
+/// `Basic base64(username:password)`, decoded.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (username, password) = decoded.split_once(':')?;
+    Some((username.to_owned(), password.to_owned()))
+}
+
+fn write_reply(writer: &mut TcpStream, reply: &Reply, close: bool) -> std::io::Result<()> {
+    let body = reply.body.to_string();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        reply.status,
+        reason_phrase(reply.status),
+        body.len()
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(body.as_bytes())?;
+    writer.flush()
+}
