@@ -12,8 +12,9 @@ use crate::config::{Config, RulesLocation};
 use crate::handler::{ROUTE, Signatures};
 use crate::rules::{self, Rules, Task, is_queue_sid};
 use crate::sources::{RulesSource, read_rules_file};
-use crate::taskrouter;
+use crate::taskrouter::{self, AssignmentCallback};
 use crate::wiring::{self, Face};
+use lambda_http::request::LambdaRequest;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,20 +38,30 @@ pub enum Command {
     /// Validate a rules document; exit 1 with the JSON path of the first fault
     Check { file: PathBuf },
     /// Print the decision for one task as JSON (a dry run of a rules document)
-    Decide {
-        /// The rules document to evaluate
-        #[arg(long)]
-        rules: PathBuf,
-        /// TaskAttributes as JSON text, or @FILE to read them from a file
-        #[arg(long)]
-        attributes: String,
-        /// The task's TaskQueue SID (WQ...)
-        #[arg(long)]
-        queue_sid: Option<String>,
-        /// The task's queue friendly name, as the TaskRouter REST API would resolve it
-        #[arg(long)]
-        queue_name: Option<String>,
-    },
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("task").required(true).args(["attributes", "callback", "event"])))]
+pub struct DecideArgs {
+    /// The rules document to evaluate
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// TaskAttributes as JSON text, or @FILE to read them from a file
+    #[arg(long)]
+    pub attributes: Option<String>,
+    /// A form-encoded assignment-callback body, as TaskRouter posts it
+    #[arg(long, value_name = "FILE")]
+    pub callback: Option<PathBuf>,
+    /// An API Gateway event (REST or HTTP API) carrying an assignment callback
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+    /// The task's TaskQueue SID (WQ...); overrides the callback's
+    #[arg(long)]
+    pub queue_sid: Option<String>,
+    /// The task's queue friendly name, as the TaskRouter REST API would resolve it
+    #[arg(long)]
+    pub queue_name: Option<String>,
 }
 
 /// A fault that ends a command, printed as one line on stderr.
@@ -110,9 +121,15 @@ async fn shutdown_signal() {
 }
 
 pub fn check(file: &Path) -> ExitCode {
-    match load_rules(file) {
-        Ok(rules) => {
+    let checked = read_rules_file(file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Rules::check(&text).map_err(|e| format!("{}: {e}", file.display())));
+    match checked {
+        Ok((rules, warnings)) => {
             println!("{}: ok ({})", file.display(), rules.summary());
+            for warning in warnings {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             ExitCode::SUCCESS
         }
         Err(fault) => {
@@ -122,46 +139,91 @@ pub fn check(file: &Path) -> ExitCode {
     }
 }
 
-pub fn decide(
-    rules_file: &Path,
-    attributes: &str,
-    queue_sid: Option<&str>,
-    queue_name: Option<&str>,
-    config: &Config,
-) -> Result<(), Fault> {
-    let rules = load_rules(rules_file)?;
-    if let Some(sid) = queue_sid.filter(|sid| !is_queue_sid(sid)) {
+/// The task `decide` looks at: from `--attributes`, `--callback` or `--event`.
+struct DryRunTask {
+    task_sid: Option<String>,
+    attributes: String,
+    queue_sid: Option<String>,
+}
+
+pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
+    let rules = load_rules(&args.rules)?;
+    let task = dry_run_task(args)?;
+    let queue_sid = args.queue_sid.clone().or(task.queue_sid);
+    if let Some(sid) = queue_sid.as_deref().filter(|sid| !is_queue_sid(sid)) {
         return Err(format!(
-            "--queue-sid {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)"
+            "queue SID {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)"
         ));
     }
-    let attributes_text = match attributes.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?
-        }
-        None => attributes.to_owned(),
-    };
-    let decision = match taskrouter::parse_attributes(&attributes_text) {
+    let decision = match taskrouter::parse_attributes(&task.attributes) {
         Some(attributes) => rules.decide(
             &Task {
                 attributes: &attributes,
-                queue_sid,
-                queue_name,
+                queue_sid: queue_sid.as_deref(),
+                queue_name: args.queue_name.as_deref(),
             },
             config.fail_policy,
         ),
         None => rules::Decision::fail(config.fail_policy, rules::Reason::AttributesUnparseable),
     };
     let reason = decision.reason();
-    let report = json!({
+    let mut report = json!({
         "decision": decision.outcome(),
         "reason": reason.kind(),
         "rule": reason.rule().map(|r| r.to_string()),
         "explanation": reason.to_string(),
         "answer": taskrouter::answer(&decision, rules.instruction()),
     });
+    if let Some(task_sid) = task.task_sid {
+        report["task_sid"] = json!(task_sid);
+    }
     println!("{report}");
     Ok(())
+}
+
+fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let body = match (&args.attributes, &args.callback, &args.event) {
+        (Some(attributes), _, _) => {
+            let attributes = match attributes.strip_prefix('@') {
+                Some(path) => String::from_utf8_lossy(&read(Path::new(path))?).into_owned(),
+                None => attributes.clone(),
+            };
+            return Ok(DryRunTask {
+                task_sid: None,
+                attributes,
+                queue_sid: None,
+            });
+        }
+        (None, Some(callback), _) => read(callback)?,
+        (None, None, Some(event)) => {
+            let text = read(event)?;
+            let payload: LambdaRequest = serde_json::from_slice(&text).map_err(|e| {
+                format!(
+                    "{}: not an API Gateway REST or HTTP API event: {e}",
+                    event.display()
+                )
+            })?;
+            let request = crate::lambda::into_request(payload);
+            if let Some(problem) = request.extensions().get::<crate::handler::BodyProblem>() {
+                return Err(format!(
+                    "{}: the event's body is unusable: {problem:?}",
+                    event.display()
+                ));
+            }
+            request.body().to_vec()
+        }
+        (None, None, None) => return Err("give --attributes, --callback or --event".into()),
+    };
+    let callback = AssignmentCallback::from_form(&body)
+        .map_err(|e| format!("not an assignment callback: {e}"))?;
+    Ok(DryRunTask {
+        task_sid: Some(callback.task_sid),
+        attributes: callback.task_attributes,
+        queue_sid: callback.task_queue_sid,
+    })
 }
 
 fn load_rules(file: &Path) -> Result<Rules, Fault> {

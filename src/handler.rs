@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
+use crate::metrics;
 use crate::rules::{self, Decision, FailPolicy, Reason, Task};
 use crate::signature;
 use crate::sources::RulesSource;
@@ -95,6 +97,16 @@ enum Rejection {
 }
 
 impl Rejection {
+    /// For the signature-rejection metric: why a callback was refused, if for its signature.
+    fn signature_cause(&self) -> Option<&'static str> {
+        match self {
+            Rejection::SignatureMissing => Some("missing"),
+            Rejection::SignatureInvalid => Some("invalid"),
+            Rejection::OtherAccount => Some("other_account"),
+            _ => None,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Rejection::NotFound => StatusCode::NOT_FOUND,
@@ -116,11 +128,15 @@ impl Rejection {
 impl<S: RulesSource> App<S> {
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        match self.answer(&request).await {
+        let started = Instant::now();
+        match self.answer(&request, started).await {
             Ok(answer) => json_response(StatusCode::OK, &answer),
             Err(rejection) => {
                 let status = rejection.status();
                 tracing::warn!(status = status.as_u16(), error = %rejection, "callback rejected");
+                if let Some(cause) = rejection.signature_cause() {
+                    metrics::signature_rejected(cause);
+                }
                 let mut response = json_response(status, &json!({"error": rejection.to_string()}));
                 if status == StatusCode::METHOD_NOT_ALLOWED {
                     response
@@ -132,7 +148,7 @@ impl<S: RulesSource> App<S> {
         }
     }
 
-    async fn answer(&self, request: &Request) -> Result<Value, Rejection> {
+    async fn answer(&self, request: &Request, started: Instant) -> Result<Value, Rejection> {
         if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
             return Err(Rejection::MalformedUri);
         }
@@ -207,8 +223,10 @@ impl<S: RulesSource> App<S> {
             reason = reason.kind(),
             rule = reason.rule().map(|r| r.to_string()),
             rules_version = loaded.as_ref().and_then(|l| l.version),
+            elapsed_us = started.elapsed().as_micros() as u64,
             "decision"
         );
+        metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
         let pass_through = match &loaded {
             Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
             None => Cow::Owned(serde_json::Map::new()),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod handler;
 pub mod lambda;
 pub mod logging;
+pub mod metrics;
 pub mod rules;
 pub mod serve;
 pub mod signature;

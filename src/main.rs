@@ -22,18 +22,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { addr } => cli::serve(addr, config),
         Command::Check { file } => return cli::check(&file),
-        Command::Decide {
-            rules,
-            attributes,
-            queue_sid,
-            queue_name,
-        } => cli::decide(
-            &rules,
-            &attributes,
-            queue_sid.as_deref(),
-            queue_name.as_deref(),
-            &config,
-        ),
+        Command::Decide(args) => cli::decide(&args, &config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,20 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// The document's word for this condition's matcher, or `all`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::All(_) => "all",
+            Condition::Match { matcher, .. } => match matcher {
+                Matcher::Equals(_) => "value",
+                Matcher::AnyOf(_) => "any_of",
+                Matcher::Prefix(_) => "prefix",
+                Matcher::Regex(_) => "regex",
+                Matcher::Exists(_) => "exists",
+            },
+        }
+    }
+
     pub fn matches(&self, attributes: &Value) -> bool {
         match self {
             Condition::Match { path, matcher } => matcher.matches(path.resolve(attributes)),

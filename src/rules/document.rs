@@ -72,21 +72,33 @@ impl RulesError {
 
 type Result<T> = std::result::Result<T, RulesError>;
 
+/// The document's JSON, within the size limit and with no repeated key.
+fn parse(text: &str) -> Result<Value> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(RulesError::at(
+            "",
+            format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let StrictJson(document) = serde_json::from_str(text)
+        .map_err(|e| RulesError::at("", format!("not valid JSON: {e}")))?;
+    Ok(document)
+}
+
 impl Rules {
     /// Parses, validates and compiles a rules document.
     pub fn from_json(text: &str) -> Result<Rules> {
-        if text.len() > MAX_DOCUMENT_BYTES {
-            return Err(RulesError::at(
-                "",
-                format!(
-                    "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
-                    text.len()
-                ),
-            ));
-        }
-        let StrictJson(document) = serde_json::from_str(text)
-            .map_err(|e| RulesError::at("", format!("not valid JSON: {e}")))?;
-        Rules::from_value(&document)
+        Rules::from_value(&parse(text)?)
+    }
+
+    /// Parses, validates and compiles a document, and lints it (for `check`).
+    pub fn check(text: &str) -> Result<(Rules, Vec<super::Warning>)> {
+        let document = parse(text)?;
+        let rules = Rules::from_value(&document)?;
+        Ok((rules, super::lint(&document)))
     }
 
     pub fn from_value(document: &Value) -> Result<Rules> {

@@ -3,6 +3,7 @@
 
 mod condition;
 mod document;
+mod lint;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 
 pub use condition::{AttributePath, Condition, Matcher, Scalar};
 pub use document::{MAX_DOCUMENT_BYTES, PASS_THROUGH_KEYS, RulesError, is_queue_sid};
+pub use lint::{Warning, lint};
 
 /// The example document `serve` runs on when no rules source is configured.
 pub const EXAMPLE_DOCUMENT: &str = r#"{
@@ -354,17 +356,37 @@ impl Rules {
             }
             .to_owned(),
             format!("exclude_queues: {}", queues(&self.exclude_queues)),
-            format!("exclude_attributes: {}", self.exclude_attributes.len()),
+            format!(
+                "exclude_attributes: {}",
+                condition_counts(&self.exclude_attributes)
+            ),
         ];
         if let Some(q) = &self.include_queues {
             parts.push(format!("include_queues: {}", queues(q)));
         }
         if let Some(a) = &self.include_attributes {
-            parts.push(format!("include_attributes: {}", a.len()));
+            parts.push(format!("include_attributes: {}", condition_counts(a)));
         }
         if !self.instruction.is_empty() {
             parts.push(format!("instruction keys: {}", self.instruction.len()));
         }
         parts.join("; ")
     }
+}
+
+/// `3 (value 2, regex 1)`: how many conditions, and of which kinds.
+fn condition_counts(conditions: &[Condition]) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for condition in conditions {
+        let kind = condition.kind();
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    if kinds.is_empty() {
+        return "0".into();
+    }
+    let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!("{} ({})", conditions.len(), detail.join(", "))
 }

@@ -62,6 +62,8 @@ struct State<T> {
     version: Option<i64>,
     /// When the next fetch is due; `None` before the first one.
     due: Option<Instant>,
+    /// When the document in force was last fetched successfully.
+    fetched_at: Option<Instant>,
     failures: u32,
 }
 
@@ -77,6 +79,7 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                 good: None,
                 version: None,
                 due: None,
+                fetched_at: None,
                 failures: 0,
             }),
             refreshing: tokio::sync::Mutex::new(()),
@@ -141,11 +144,13 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                 state.version = version;
                 state.failures = 0;
                 state.due = Some(now + self.ttl);
+                state.fetched_at = Some(now);
             }
             Err(cause) => {
                 state.failures = state.failures.saturating_add(1);
                 let wait = backoff(state.failures, self.ttl);
                 state.due = Some(now + wait);
+                crate::metrics::refresh_failed(self.what);
                 tracing::warn!(
                     parameter = self.fetcher.name(),
                     cause = %cause,
@@ -157,6 +162,12 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                 );
             }
         }
+    }
+
+    /// How long ago the document in force was fetched.
+    pub fn age(&self) -> Option<Duration> {
+        let fetched_at = self.state().fetched_at?;
+        Some(self.clock.now().saturating_duration_since(fetched_at))
     }
 
     /// The version in force, if any.
@@ -283,6 +294,9 @@ mod tests {
         assert_eq!(text(cache.current().await), Some("v2".into()));
         assert_eq!(store.fetches(), 2);
         assert_eq!(cache.version(), Some(2));
+        assert_eq!(cache.age(), Some(Duration::ZERO));
+        clock.advance(Duration::from_secs(7));
+        assert_eq!(cache.age(), Some(Duration::from_secs(7)));
     }
 
     #[tokio::test]

@@ -27,6 +27,9 @@ pub trait RulesSource: Send + Sync + 'static {
 
     /// Says where rules come from, for start-up messages.
     fn describe(&self) -> String;
+
+    /// How long ago the rules in force were read; `None` when none are.
+    fn age(&self) -> Option<std::time::Duration>;
 }
 
 /// Rules fixed for the life of the process: a local file or the embedded example.
@@ -34,6 +37,7 @@ pub trait RulesSource: Send + Sync + 'static {
 pub struct StaticRules {
     rules: Arc<LoadedRules>,
     origin: String,
+    loaded_at: std::time::Instant,
 }
 
 impl StaticRules {
@@ -44,6 +48,7 @@ impl StaticRules {
                 version: None,
             }),
             origin: origin.into(),
+            loaded_at: std::time::Instant::now(),
         }
     }
 
@@ -65,6 +70,10 @@ impl RulesSource for StaticRules {
 
     fn describe(&self) -> String {
         self.origin.clone()
+    }
+
+    fn age(&self) -> Option<std::time::Duration> {
+        Some(self.loaded_at.elapsed())
     }
 }
 
@@ -118,6 +127,10 @@ impl RulesSource for ParameterRules {
     fn describe(&self) -> String {
         format!("SSM parameter {}", self.name())
     }
+
+    fn age(&self) -> Option<std::time::Duration> {
+        Cached::age(self)
+    }
 }
 
 /// The rules source chosen at start.
@@ -138,6 +151,13 @@ impl RulesSource for AnyRules {
         match self {
             AnyRules::Static(source) => source.describe(),
             AnyRules::Parameter(source) => source.describe(),
+        }
+    }
+
+    fn age(&self) -> Option<std::time::Duration> {
+        match self {
+            AnyRules::Static(source) => source.age(),
+            AnyRules::Parameter(source) => Cached::age(source),
         }
     }
 }
