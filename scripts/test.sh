@@ -20,4 +20,8 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 
 echo "== tests"
+rm -rf target/tmp/test-logs
 cargo test --all-targets
+
+echo "== log scan"
+scripts/scan-logs.sh

@@ -26,10 +26,12 @@ const QUEUE_NAME_DOCUMENT: &str = r#"{
 }"#;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    command(env)
+    let output = command(env)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN))
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN));
+    support::keep_log("cli", &output.stderr);
+    output
 }
 
 fn text(bytes: &[u8]) -> String {

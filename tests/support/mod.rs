@@ -208,15 +208,29 @@ impl Drop for Server {
     }
 }
 
-/// Reads lines until EOF on a thread; the handle yields them all.
+/// Reads lines until EOF on a thread; the handle yields them all. They are also kept for
+/// the suite-wide scan for secrets and caller data (see [`keep_log`]).
 fn collect_lines(stderr: ChildStderr) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
-        BufReader::new(stderr)
+        let lines: Vec<String> = BufReader::new(stderr)
             .split(b'\n')
             .map_while(Result::ok)
             .map(|line| String::from_utf8_lossy(&line).into_owned())
-            .collect()
+            .collect();
+        keep_log("serve", lines.join("\n").as_bytes());
+        lines
     })
+}
+
+/// Keeps what a process of the binary wrote to stderr in `target/tmp/test-logs/`, where
+/// `make test` scans every line the suite produced for test tokens and phone numbers.
+pub fn keep_log(kind: &str, stderr: &[u8]) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let name = format!("{kind}-{}-{}.log", std::process::id(), next_id());
+    let _ = std::fs::write(dir.join(name), stderr);
 }
 
 /// Forwards lines to a channel as they come, so a reader can wait with a timeout.
