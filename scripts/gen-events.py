@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the Lambda HTTP fixture events under tests/data/events/.
+"""Generate the Lambda HTTP events under tests/data/events/ and events/.
 
-Each fixture is the JSON document AWS hands to the function when Twilio
+Each event is the JSON document AWS hands to the function when Twilio
 TaskRouter POSTs an assignment callback through one of the three HTTP front
 doors that `lambda_http` understands:
 
@@ -9,16 +9,22 @@ doors that `lambda_http` understands:
   flavour "rest"  API Gateway REST API (Lambda proxy), payload format 1.0
   flavour "url"   Lambda function URL (payload format 2.0 shape)
 
+tests/data/events/ holds the test fixtures (one callback, a placeholder
+signature). events/ holds the documented examples for `sam local invoke` and
+`cargo lambda invoke`: callbacks signed with the test auth token
+TEST_AUTH_TOKEN for their documented URL, with rules.json and env.json.
+
 Python 3 standard library only. Output is deterministic (request ids, trace
 ids and so on are derived from the event name), so re-running the script
 rewrites byte-identical files unless the inputs here change.
 
-    python3 scripts/gen-events.py            # (re)write every fixture
-    python3 scripts/gen-events.py --check    # exit 1 if any fixture is stale
-    python3 scripts/gen-events.py --out DIR  # write somewhere else
+    python3 scripts/gen-events.py                   # (re)write every file
+    python3 scripts/gen-events.py --check           # exit 1 if any file is stale
+    python3 scripts/gen-events.py --out DIR         # write the fixtures somewhere else
+    python3 scripts/gen-events.py --events-out DIR  # write the examples somewhere else
 
-To add a fixture, add an entry to FIXTURES at the bottom (or import this file
-and call make_event() directly).
+To add a fixture, add an entry to FIXTURES; to add an example, an entry to
+EXAMPLES (or import this file and call make_event() directly).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import sys
 import urllib.parse
@@ -441,30 +448,309 @@ def validate(fname: str, text: str) -> None:
         assert json.loads(parsed["WorkerAttributes"]) == WORKER_ATTRIBUTES
 
 
+# --------------------------------------------------------------------------
+# events/: signed examples for `sam local invoke` and `cargo lambda invoke`
+# --------------------------------------------------------------------------
+
+# A documented test auth token: not a secret, and no account's real token.
+TEST_AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
+
+# The template's default rules document (template.yaml, RulesParameter), which
+# is also the embedded example: outbound calls, and calls in the placeholder
+# queue WQ000..., are not recorded.
+EXAMPLE_RULES = {
+    "enabled": True,
+    "exclude_queues": ["WQ00000000000000000000000000000000"],
+    "exclude_attributes": [{"key": "direction", "value": "outbound"}],
+}
+
+# `sam local invoke --env-vars events/env.json`: the test token instead of the
+# SSM token parameter (an empty value counts as unset); the rules still come
+# from the deployed rules parameter (RULES_PARAMETER in the template).
+SAM_ENV = {
+    "DecisionFunction": {
+        "TWILIO_AUTH_TOKEN_PARAMETER": "",
+        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "PUBLIC_URL": "",
+    }
+}
+
+# The route the template's HttpApi event declares.
+TEMPLATE_ROUTE_KEY = "POST /assignment"
+
+INBOUND_QUEUE = "WQ11111111111111111111111111111111"
+OUTBOUND_QUEUE = "WQ22222222222222222222222222222222"
+CHAT_QUEUE = "WQ33333333333333333333333333333333"
+EXCLUDED_QUEUE = "WQ00000000000000000000000000000000"  # in EXAMPLE_RULES
+
+
+def sid(prefix: str, digit: str) -> str:
+    return prefix + digit * 32
+
+
+def called_url(flavour: str, stage: str, path: str, query: str = "") -> str:
+    """The Assignment Callback URL configured in TaskRouter, which the
+    signature covers: a named stage is part of it, $default is not."""
+    host = URL_HOST if flavour == "url" else API_HOST
+    staged = path if stage == "$default" else f"/{stage}{path}"
+    return f"https://{host}{staged}" + (f"?{query}" if query else "")
+
+
+def twilio_signature(token: str, url: str, params: dict[str, str] | list[tuple[str, str]]) -> str:
+    """X-Twilio-Signature: base64(HMAC-SHA1(token, URL + every parameter name
+    and value, sorted by name (a repeated name's values sorted), no delimiters)).
+    Python orders str by code point, which is UTF-8 byte order."""
+    pairs = params.items() if isinstance(params, dict) else params
+    data = url + "".join(name + value for name, value in sorted(pairs))
+    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def inbound_attributes(n: str) -> dict:
+    """A Flex inbound call (Studio "Send to Flex"), task WT<n...>, call CA<n...>;
+    the shape of tests/data/fixtures/inbound-voice-task-attributes.json."""
+    return {
+        "type": "inbound",
+        "name": "+14155550100",
+        "direction": "inbound",
+        "from": "+14155550100",
+        "to": "+18005550199",
+        "caller": "+14155550100",
+        "called": "+18005550199",
+        "call_sid": sid("CA", n),
+        "account_sid": "AC00000000000000000000000000000000",
+        "api_version": "2010-04-01",
+        "from_city": "SAN FRANCISCO",
+        "from_state": "CA",
+        "from_zip": "94107",
+        "from_country": "US",
+        "caller_city": "SAN FRANCISCO",
+        "caller_state": "CA",
+        "caller_zip": "94107",
+        "caller_country": "US",
+        "to_city": "",
+        "to_state": "",
+        "to_zip": "",
+        "to_country": "US",
+        "called_city": "",
+        "called_state": "",
+        "called_zip": "",
+        "called_country": "US",
+        "ivr": {"language": "en-US", "menu_path": ["main", "billing"], "consent": True,
+                "choice": "billing"},
+        "customers": {
+            "customer_label_1": "Account",
+            "customer_value_1": "000123456",
+            "customer_label_2": "Tier",
+            "customer_value_2": "gold",
+            "name": "Pat Example",
+            "email": "pat@example.com",
+            "phone": "+14155550100",
+        },
+        "conversations": {
+            "conversation_id": sid("WT", n),
+            "communication_channel": "Call",
+            "direction": "Inbound",
+            "initiated_by": "Customer",
+            "virtual": "No",
+            "abandoned": "No",
+            "queue_time": 12,
+            "in_business_hours": "Yes",
+            "language": "en-US",
+            "topics": ["billing", "address change"],
+            "content": "Customer asked about an invoice",
+            "conversation_attribute_1": "campaign-2026-q4",
+            "conversation_attribute_2": "ivr-billing",
+            "conversation_measure_1": 3,
+        },
+        "transferTargetType": "queue",
+        "flow_sid": "FW99999999999999999999999999999999",
+        "studio_execution_sid": "FN88888888888888888888888888888888",
+        "skills_needed": ["billing", "english"],
+        "priority_reason": "gold tier",
+    }
+
+
+def outbound_attributes(n: str) -> dict:
+    """A call from the Flex dialer: direction outbound, outbound_to, no
+    call_sid yet (tests/data/fixtures/outbound-voice-task-attributes.json)."""
+    return {
+        "direction": "outbound",
+        "name": "+14155550123",
+        "from": "+18005550199",
+        "outbound_to": "+14155550123",
+        "targetWorker": "client:alice",
+        "autoAnswer": "true",
+        "conversations": {
+            "conversation_id": sid("WT", n),
+            "communication_channel": "Call",
+            "direction": "Outbound",
+            "initiated_by": "Agent",
+            "external_contact": "+14155550123",
+        },
+    }
+
+
+def chat_attributes(n: str) -> dict:
+    """A Flex web chat: channelType web, no call_sid
+    (tests/data/fixtures/chat-task-attributes.json)."""
+    return {
+        "channelType": "web",
+        "channelSid": "CH77777777777777777777777777777777",
+        "conversationSid": "CH77777777777777777777777777777777",
+        "from": "Visitor 4821",
+        "name": "Visitor 4821",
+        "direction": "inbound",
+        "customerAddress": "visitor-4821",
+        "conversations": {"conversation_id": sid("WT", n), "communication_channel": "Chat"},
+    }
+
+
+def assignment(n: str, queue: str, attributes: dict) -> dict[str, str]:
+    """An assignment callback for task WT<n...> and reservation WR<n...>."""
+    return {
+        "AccountSid": "AC00000000000000000000000000000000",
+        "WorkspaceSid": "WS00000000000000000000000000000000",
+        "WorkflowSid": "WW00000000000000000000000000000000",
+        "TaskQueueSid": queue,
+        "WorkerSid": "WK00000000000000000000000000000000",
+        "WorkerAttributes": _compact_json(WORKER_ATTRIBUTES),
+        "TaskSid": sid("WT", n),
+        "ReservationSid": sid("WR", n),
+        "TaskAge": "12",
+        "TaskPriority": "0",
+        "Timestamp": str(EVENT_TIMESTAMP),
+        "TaskAttributes": _compact_json(attributes),
+    }
+
+
+INBOUND = assignment("5", INBOUND_QUEUE, inbound_attributes("5"))
+
+# The inbound callback with its direction rewritten to dodge recording: it
+# keeps INBOUND's signature, which no longer matches.
+FORGED = dict(INBOUND, TaskAttributes=_compact_json(
+    dict(inbound_attributes("5"), direction="outbound")))
+
+# A Voice status callback posted to the assignment URL by mistake: signed like
+# any Twilio webhook, but no TaskSid, ReservationSid or TaskAttributes.
+VOICE_STATUS_CALLBACK = {
+    "AccountSid": "AC00000000000000000000000000000000",
+    "ApiVersion": "2010-04-01",
+    "CallSid": sid("CA", "9"),
+    "CallStatus": "completed",
+    "CallDuration": "42",
+    "Called": "+18005550199",
+    "Caller": "+14155550100",
+    "Direction": "inbound",
+    "From": "+14155550100",
+    "To": "+18005550199",
+    "Timestamp": "Mon, 24 Nov 2025 16:00:00 +0000",
+    "CallbackSource": "call-progress-events",
+    "SequenceNumber": "0",
+}
+
+# Each example: the form body, where it is posted, and (for the forgery) the
+# body its signature was computed over. The expected answers are in
+# events/README.md and tests/lambda_runtime.rs.
+EXAMPLES: dict[str, dict] = {
+    # 200 record-from-start: no rule matches.
+    "http-inbound-recorded.json": dict(params=INBOUND, flavour="http", stage="$default"),
+    # 200 do-not-record: exclude_attributes[0] (direction outbound).
+    "http-outbound-excluded.json": dict(
+        params=assignment("6", OUTBOUND_QUEUE, outbound_attributes("6")),
+        flavour="http", stage="$default"),
+    # 200 do-not-record: exclude_queues[0].
+    "http-excluded-queue.json": dict(
+        params=assignment("8", EXCLUDED_QUEUE, inbound_attributes("8")),
+        flavour="http", stage="$default"),
+    # 200 {}: not a call.
+    "http-chat-task.json": dict(
+        params=assignment("7", CHAT_QUEUE, chat_attributes("7")),
+        flavour="http", stage="$default"),
+    # 403: the body is not the one signed.
+    "http-bad-signature.json": dict(
+        params=FORGED, signed_params=INBOUND, flavour="http", stage="$default"),
+    # 400 TaskSid is missing: signed, but not an assignment callback.
+    "http-malformed-body.json": dict(
+        params=VOICE_STATUS_CALLBACK, flavour="http", stage="$default"),
+    # 200 record-from-start, through a REST API's Prod stage.
+    "rest-inbound-recorded.json": dict(
+        params=assignment("4", INBOUND_QUEUE, inbound_attributes("4")),
+        flavour="rest", stage="Prod"),
+}
+
+
+def make_example(fname: str) -> dict:
+    spec = EXAMPLES[fname]
+    url = called_url(spec["flavour"], spec["stage"], "/assignment")
+    signature = twilio_signature(TEST_AUTH_TOKEN, url, spec.get("signed_params", spec["params"]))
+    return make_event(
+        "POST", spec["params"], "", "/assignment", spec["stage"], spec["flavour"],
+        name=fname.removesuffix(".json"), route_key=TEMPLATE_ROUTE_KEY,
+        extra_headers={"X-Twilio-Signature": signature})
+
+
+def build_examples() -> dict[str, str]:
+    files = {fname: render(make_example(fname)) for fname in EXAMPLES}
+    files["rules.json"] = render(EXAMPLE_RULES)
+    files["env.json"] = render(SAM_ENV)
+    return files
+
+
+def validate_example(fname: str, text: str) -> None:
+    """Load a rendered example back: the body round-trips, and its signature
+    holds for the URL rebuilt from the event (the forgery's must not)."""
+    event = json.loads(text)
+    spec = EXAMPLES[fname]
+    body = event["body"]
+    if event["isBase64Encoded"]:
+        body = base64.b64decode(body, validate=True).decode("utf-8")
+    pairs = urllib.parse.parse_qsl(body, keep_blank_values=True, strict_parsing=True)
+    assert pairs == list(spec["params"].items()), f"{fname}: form fields differ after decoding"
+    headers = {k.lower(): v for k, v in event["headers"].items()}
+    if "rawPath" in event:
+        path, query = event["rawPath"], event["rawQueryString"]
+    else:
+        path, query = event["requestContext"]["path"], ""
+    url = f"{headers['x-forwarded-proto']}://{headers['host']}{path}"
+    url += f"?{query}" if query else ""
+    assert url == called_url(spec["flavour"], spec["stage"], "/assignment"), f"{fname}: URL {url}"
+    valid = headers["x-twilio-signature"] == twilio_signature(TEST_AUTH_TOKEN, url, pairs)
+    assert valid != ("signed_params" in spec), f"{fname}: signature valid={valid}"
+
+
 def main(argv: list[str] | None = None) -> int:
     repo = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=repo / "tests" / "data" / "events",
-                    help="output directory (default: tests/data/events)")
+                    help="fixtures directory (default: tests/data/events)")
+    ap.add_argument("--events-out", type=Path, default=repo / "events",
+                    help="examples directory (default: events)")
     ap.add_argument("--check", action="store_true",
-                    help="do not write; exit 1 if a fixture is missing or differs")
+                    help="do not write; exit 1 if a file is missing or differs")
     args = ap.parse_args(argv)
 
     rendered = build_all()
     for fname, text in rendered.items():
         validate(fname, text)
+    examples = build_examples()
+    for fname in EXAMPLES:
+        validate_example(fname, examples[fname])
+
+    outputs = [(args.out / f, t) for f, t in rendered.items()]
+    outputs += [(args.events_out / f, t) for f, t in examples.items()]
 
     if args.check:
-        stale = [f for f, t in rendered.items()
-                 if not (args.out / f).is_file() or (args.out / f).read_text() != t]
-        for f in stale:
-            print(f"stale: {args.out / f}", file=sys.stderr)
+        stale = [path for path, text in outputs
+                 if not path.is_file() or path.read_text() != text]
+        for path in stale:
+            print(f"stale: {path}", file=sys.stderr)
         return 1 if stale else 0
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    for fname, text in rendered.items():
-        (args.out / fname).write_text(text)
-        print(f"wrote {args.out / fname}")
+    for path, text in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

@@ -19,6 +19,11 @@ echo "== format and lints"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 
+echo "== SAM template and sample events"
+.venv/bin/cfn-lint template.yaml
+SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --region us-east-1
+python3 scripts/gen-events.py --check
+
 echo "== tests"
 rm -rf target/tmp/test-logs
 cargo test --all-targets
