@@ -224,6 +224,7 @@ impl<S: RulesSource> App<S> {
             rule = reason.rule().map(|r| r.to_string()),
             rules_version = loaded.as_ref().and_then(|l| l.version),
             elapsed_us = started.elapsed().as_micros() as u64,
+            request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
             "decision"
         );
         metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
