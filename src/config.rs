@@ -52,6 +52,18 @@ pub struct Config {
     pub api_base_url: String,
     /// `TWILIO_API_KEY` and `TWILIO_API_SECRET`, used instead of the auth token when set.
     pub api_key: Option<(String, Secret)>,
+    /// `ANSWER_MODE`.
+    pub mode: AnswerMode,
+}
+
+/// How a decision reaches TaskRouter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerMode {
+    /// Answer with a `conference` instruction carrying `conference_record`.
+    #[default]
+    Conference,
+    /// Answer `{}` and write the decision into the task's attributes.
+    Annotate,
 }
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -71,6 +83,8 @@ pub enum ConfigError {
     AccountSid,
     #[error("PUBLIC_URL must be an absolute http:// or https:// URL without a fragment")]
     PublicUrl,
+    #[error("ANSWER_MODE must be conference or annotate")]
+    AnswerMode,
     #[error("TWILIO_API_BASE_URL must be an absolute http:// or https:// URL")]
     ApiBaseUrl,
     #[error(
@@ -140,6 +154,11 @@ impl Config {
             (None, None) => None,
             _ => return Err(ConfigError::ApiKey),
         };
+        let mode = match set("ANSWER_MODE")?.as_deref() {
+            None | Some("conference") => AnswerMode::Conference,
+            Some("annotate") => AnswerMode::Annotate,
+            Some(_) => return Err(ConfigError::AnswerMode),
+        };
         Ok(Config {
             rules,
             ttl,
@@ -150,6 +169,7 @@ impl Config {
             public_url,
             api_base_url,
             api_key,
+            mode,
         })
     }
 

@@ -9,16 +9,20 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
+use crate::config::AnswerMode;
 use crate::metrics;
 use crate::rules::{self, Decision, FailPolicy, Reason, Task};
 use crate::signature;
 use crate::sources::RulesSource;
-use crate::sources::taskrouter_api::QueueNames;
+use crate::sources::taskrouter_api::{Annotator, QueueNames};
 use crate::sources::tokens::TokenSource;
 use crate::taskrouter::{self, AssignmentCallback, CallbackError};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
 pub const ROUTE: &str = "/assignment";
+/// In annotate mode the task must be written by then (from the callback's arrival), so the
+/// answer still reaches TaskRouter well inside its 5 s.
+pub const ANNOTATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// The largest callback body accepted; TaskRouter's are a few KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -46,6 +50,10 @@ pub struct Settings {
     /// Resolves queue names for rules that name queues; without it such calls follow the
     /// fail policy.
     pub queue_names: Option<QueueNames>,
+    /// `conference`: answer with the instruction; `annotate`: answer `{}` and write the
+    /// decision on the task through `annotator`.
+    pub mode: AnswerMode,
+    pub annotator: Option<Annotator>,
 }
 
 /// Whether `X-Twilio-Signature` is checked.
@@ -228,6 +236,14 @@ impl<S: RulesSource> App<S> {
             "decision"
         );
         metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
+        let rules_version = loaded.as_ref().and_then(|l| l.version);
+        if self.settings.mode == AnswerMode::Annotate {
+            if let Decision::Conference { record, reason } = decision {
+                self.annotate(&callback, record, reason, rules_version, started)
+                    .await;
+            }
+            return Ok(json!({}));
+        }
         let pass_through = match &loaded {
             Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
             None => Cow::Owned(serde_json::Map::new()),
@@ -237,6 +253,55 @@ impl<S: RulesSource> App<S> {
 }
 
 impl<S> App<S> {
+    /// Writes the decision into the task's attributes, within [`ANNOTATE_DEADLINE`] of the
+    /// request's start so TaskRouter still gets its answer in time. Failures are logged and
+    /// counted; the answer is `{}` either way.
+    async fn annotate(
+        &self,
+        callback: &AssignmentCallback,
+        record: bool,
+        reason: Reason,
+        rules_version: Option<i64>,
+        started: Instant,
+    ) {
+        let Some(annotator) = &self.settings.annotator else {
+            return;
+        };
+        let decided_at = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        let annotation = json!({
+            "record": record,
+            "reason": reason.to_string(),
+            "rules_version": rules_version,
+            "decided_at": decided_at,
+        });
+        let left = ANNOTATE_DEADLINE.saturating_sub(started.elapsed());
+        let written = annotator.annotate(
+            callback.account_sid.as_deref(),
+            callback.workspace_sid.as_deref(),
+            &callback.task_sid,
+            &annotation,
+        );
+        let cause = match tokio::time::timeout(left, written).await {
+            Ok(Ok(attempts)) => {
+                tracing::info!(task_sid = %callback.task_sid, attempts, "task annotated");
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!(
+                "not written within {} ms of the callback",
+                ANNOTATE_DEADLINE.as_millis()
+            ),
+        };
+        tracing::warn!(task_sid = %callback.task_sid, cause = %cause, "task annotation failed");
+        metrics::annotation_failed();
+    }
+
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
     /// had.
     async fn queue_name(&self, callback: &AssignmentCallback) -> Option<Arc<str>> {

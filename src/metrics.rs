@@ -52,6 +52,18 @@ pub fn signature_rejected(cause: &str) {
     );
 }
 
+/// A decision that could not be written on its task (annotate mode).
+pub fn annotation_failed() {
+    emit(
+        json!({"AnnotationFailures": 1}),
+        vec![json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [[]],
+            "Metrics": [{"Name": "AnnotationFailures", "Unit": "Count"}],
+        })],
+    );
+}
+
 fn emit(mut line: Value, directives: Vec<Value>) {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::handler::{App, Settings, Signatures};
 use crate::rules::{self, Rules};
 use crate::sources::cache::{Cached, SystemClock};
-use crate::sources::taskrouter_api::{Credentials, QueueNames};
+use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AuthTokens, TokenSource};
 use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
 
@@ -105,9 +106,19 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
         (None, Some(tokens)) => Some(Credentials::AuthToken(Arc::clone(tokens))),
         (None, None) => None,
     };
-    let queue_names = credentials
-        .map(|credentials| QueueNames::new(&config.api_base_url, credentials, config.ttl))
+    let api = credentials
+        .map(|credentials| TaskRouterApi::new(&config.api_base_url, credentials).map(Arc::new))
         .transpose()?;
+    let queue_names = api.clone().map(|api| QueueNames::new(api, config.ttl));
+    let annotator = match (config.mode, api) {
+        (AnswerMode::Conference, _) => None,
+        (AnswerMode::Annotate, Some(api)) => Some(Annotator::new(api)),
+        (AnswerMode::Annotate, None) => {
+            return Err("ANSWER_MODE=annotate writes decisions through the TaskRouter REST API: \
+                        set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
+                .into());
+        }
+    };
 
     // The first fetches, together: this also opens the TLS connection to SSM before the
     // first caller needs it.
@@ -142,6 +153,8 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             account_sid: config.account_sid.clone(),
             signatures,
             queue_names,
+            mode: config.mode,
+            annotator,
         },
     })
 }

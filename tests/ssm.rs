@@ -245,15 +245,17 @@ fn a_missing_parameter_is_picked_up_once_published() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let logs = server.stop();
-    let failure = &lines_with_message(
+    let failures = lines_with_message(
         &logs,
         "rules refresh failed; keeping the last good document",
-    )[0];
+    );
+    // On a loaded machine an early attempt may time out instead; one names the cause.
     assert!(
-        failure["cause"]
+        failures.iter().any(|f| f["cause"]
             .as_str()
             .unwrap_or_default()
-            .contains("ParameterNotFound"),
-        "{failure}"
+            .contains("ParameterNotFound")),
+        "{}",
+        logs.text()
     );
 }

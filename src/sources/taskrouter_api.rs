@@ -1,5 +1,6 @@
-//! The TaskRouter REST API: queue friendly names, for rules that name queues. One HTTP
-//! client, built once, on the TLS stack the AWS SDK already brings (rustls, aws-lc).
+//! The TaskRouter REST API: queue friendly names (for rules that name queues) and task
+//! annotations (annotate mode). One HTTP client, built once, on the TLS stack the AWS SDK
+//! already brings (rustls, aws-lc).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,10 +10,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER, USER_AGENT};
+use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
 
 use super::tokens::TokenSource;
 
@@ -23,10 +26,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 /// After a 429 without `Retry-After`, and the most any `Retry-After` is honoured.
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// TaskQueue resources are about 1.5 KB.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Task and TaskQueue resources are a few KB; attributes can be up to 16 KB.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// Names remembered at most; the cache starts over past this.
 const MAX_CACHED: usize = 10_000;
+/// Fetch-merge-write rounds for one annotation before giving up on a busy task.
+pub const ANNOTATION_ATTEMPTS: u32 = 3;
 
 pub const DEFAULT_BASE_URL: &str = "https://taskrouter.twilio.com";
 
@@ -39,7 +44,7 @@ pub enum Credentials {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LookupError {
+pub enum ApiError {
     #[error("no answer within {} ms", LOOKUP_TIMEOUT.as_millis())]
     Timeout,
     #[error("TaskRouter answered {0}")]
@@ -48,34 +53,34 @@ pub enum LookupError {
     BackingOff,
     #[error("the request failed: {0}")]
     Transport(String),
-    #[error("the answer has no friendly_name")]
-    Malformed,
+    #[error("the answer is not what TaskRouter documents: {0}")]
+    Malformed(&'static str),
     #[error("no auth token is available")]
     NoToken,
     #[error("the callback has no {0}")]
     Missing(&'static str),
+    #[error("the task kept changing: {ANNOTATION_ATTEMPTS} writes refused with 412")]
+    Busy,
 }
 
-/// (WorkspaceSid, TaskQueueSid).
-type QueueKey = (String, String);
+/// An answer from TaskRouter.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub struct QueueNames {
+/// The REST client with its credentials.
+pub struct TaskRouterApi {
     client: HttpClient,
     base_url: String,
     credentials: Credentials,
-    ttl: Duration,
-    cache: Mutex<HashMap<QueueKey, (Arc<str>, Instant)>>,
-    backoff_until: Mutex<Option<Instant>>,
 }
 
-impl QueueNames {
-    pub fn new(
-        base_url: &str,
-        credentials: Credentials,
-        ttl: Duration,
-    ) -> Result<QueueNames, String> {
+impl TaskRouterApi {
+    pub fn new(base_url: &str, credentials: Credentials) -> Result<TaskRouterApi, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -86,14 +91,100 @@ impl QueueNames {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(QueueNames {
+        Ok(TaskRouterApi {
             client: Client::builder(TokioExecutor::new()).build(https),
             base_url: base_url.trim_end_matches('/').to_owned(),
             credentials,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request with each credential in turn until one is not refused (tokens rotate).
+    async fn send(
+        &self,
+        account_sid: Option<&str>,
+        method: Method,
+        url: &str,
+        headers: &[(hyper::header::HeaderName, &str)],
+        body: Option<String>,
+    ) -> Result<Answer, ApiError> {
+        let authorizations = match &self.credentials {
+            Credentials::ApiKey { sid, secret } => vec![basic(sid, secret)],
+            Credentials::AuthToken(tokens) => {
+                let account_sid = account_sid.ok_or(ApiError::Missing("AccountSid"))?;
+                let tokens = tokens.current().await.ok_or(ApiError::NoToken)?;
+                tokens
+                    .as_slice()
+                    .iter()
+                    .map(|t| basic(account_sid, t))
+                    .collect()
+            }
+        };
+        let mut refused = None;
+        for authorization in authorizations {
+            let mut request = hyper::Request::builder()
+                .method(method.clone())
+                .uri(url)
+                .header(AUTHORIZATION, authorization)
+                .header(ACCEPT, "application/json")
+                .header(
+                    USER_AGENT,
+                    concat!("conditional-recording/", env!("CARGO_PKG_VERSION")),
+                );
+            for (name, value) in headers {
+                request = request.header(name, *value);
+            }
+            let body = Full::new(body.clone().map(Bytes::from).unwrap_or_default());
+            let request = request
+                .body(body)
+                .map_err(|e| ApiError::Transport(e.to_string()))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ApiError::Transport(e.to_string()))?
+                .to_bytes();
+            let answer = Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            };
+            if answer.status != StatusCode::UNAUTHORIZED {
+                return Ok(answer);
+            }
+            refused = Some(answer);
+        }
+        refused.ok_or(ApiError::NoToken)
+    }
+}
+
+/// Queue friendly names, cached per (workspace, queue) for the rules TTL.
+pub struct QueueNames {
+    api: Arc<TaskRouterApi>,
+    ttl: Duration,
+    cache: Mutex<HashMap<QueueKey, (Arc<str>, Instant)>>,
+    backoff_until: Mutex<Option<Instant>>,
+}
+
+/// (WorkspaceSid, TaskQueueSid).
+type QueueKey = (String, String);
+
+impl QueueNames {
+    pub fn new(api: Arc<TaskRouterApi>, ttl: Duration) -> QueueNames {
+        QueueNames {
+            api,
             ttl,
             cache: Mutex::new(HashMap::new()),
             backoff_until: Mutex::new(None),
-        })
+        }
     }
 
     /// The queue's friendly name, from the cache or from TaskRouter.
@@ -102,8 +193,8 @@ impl QueueNames {
         account_sid: Option<&str>,
         workspace_sid: Option<&str>,
         queue_sid: &str,
-    ) -> Result<Arc<str>, LookupError> {
-        let workspace_sid = workspace_sid.ok_or(LookupError::Missing("WorkspaceSid"))?;
+    ) -> Result<Arc<str>, ApiError> {
+        let workspace_sid = workspace_sid.ok_or(ApiError::Missing("WorkspaceSid"))?;
         let key = (workspace_sid.to_owned(), queue_sid.to_owned());
         let now = Instant::now();
         if let Some((name, expires)) = lock(&self.cache).get(&key)
@@ -112,15 +203,36 @@ impl QueueNames {
             return Ok(Arc::clone(name));
         }
         if lock(&self.backoff_until).is_some_and(|until| now < until) {
-            return Err(LookupError::BackingOff);
+            return Err(ApiError::BackingOff);
         }
-        let url = format!(
-            "{}/v1/Workspaces/{workspace_sid}/TaskQueues/{queue_sid}",
-            self.base_url
-        );
-        let name = tokio::time::timeout(LOOKUP_TIMEOUT, self.fetch_name(&url, account_sid))
-            .await
-            .map_err(|_| LookupError::Timeout)??;
+        let url = self.api.url(&format!(
+            "/v1/Workspaces/{workspace_sid}/TaskQueues/{queue_sid}"
+        ));
+        let answer = tokio::time::timeout(
+            LOOKUP_TIMEOUT,
+            self.api.send(account_sid, Method::GET, &url, &[], None),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout)??;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = answer
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_BACKOFF, Duration::from_secs)
+                .min(MAX_BACKOFF);
+            *lock(&self.backoff_until) = Some(Instant::now() + wait);
+        }
+        if !answer.status.is_success() {
+            return Err(ApiError::Status(answer.status.as_u16()));
+        }
+        let queue: Value =
+            serde_json::from_slice(&answer.body).map_err(|_| ApiError::Malformed("not JSON"))?;
+        let name: Arc<str> = queue["friendly_name"]
+            .as_str()
+            .map(Arc::from)
+            .ok_or(ApiError::Malformed("no friendly_name"))?;
         let mut cache = lock(&self.cache);
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -128,76 +240,83 @@ impl QueueNames {
         cache.insert(key, (Arc::clone(&name), Instant::now() + self.ttl));
         Ok(name)
     }
+}
 
-    /// GET the queue with each credential in turn until one is accepted (tokens rotate).
-    async fn fetch_name(
-        &self,
-        url: &str,
-        account_sid: Option<&str>,
-    ) -> Result<Arc<str>, LookupError> {
-        let authorizations = match &self.credentials {
-            Credentials::ApiKey { sid, secret } => vec![basic(sid, secret)],
-            Credentials::AuthToken(tokens) => {
-                let account_sid = account_sid.ok_or(LookupError::Missing("AccountSid"))?;
-                let tokens = tokens.current().await.ok_or(LookupError::NoToken)?;
-                tokens
-                    .as_slice()
-                    .iter()
-                    .map(|t| basic(account_sid, t))
-                    .collect()
-            }
-        };
-        let mut last = LookupError::NoToken;
-        for authorization in authorizations {
-            match self.get(url, &authorization).await {
-                Err(LookupError::Status(401)) => last = LookupError::Status(401),
-                other => return other,
-            }
-        }
-        Err(last)
+/// Writes decisions into tasks' attributes (annotate mode).
+pub struct Annotator {
+    api: Arc<TaskRouterApi>,
+}
+
+/// The key a decision is written under in the task's attributes.
+pub const ANNOTATION_KEY: &str = "conditional_recording";
+
+impl Annotator {
+    pub fn new(api: Arc<TaskRouterApi>) -> Annotator {
+        Annotator { api }
     }
 
-    async fn get(&self, url: &str, authorization: &str) -> Result<Arc<str>, LookupError> {
-        let request = hyper::Request::get(url)
-            .header(AUTHORIZATION, authorization)
-            .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("conditional-recording/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| LookupError::Transport(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| LookupError::Transport(error_chain(&e)))?;
-        let status = response.status();
-        if status.as_u16() == 429 {
-            let wait = response
-                .headers()
-                .get(RETRY_AFTER)
+    /// Merges `annotation` into the task's current attributes under [`ANNOTATION_KEY`],
+    /// with `If-Match` so a concurrent writer is never clobbered: on `412` the task is
+    /// fetched and merged again. Returns how many rounds it took.
+    pub async fn annotate(
+        &self,
+        account_sid: Option<&str>,
+        workspace_sid: Option<&str>,
+        task_sid: &str,
+        annotation: &Value,
+    ) -> Result<u32, ApiError> {
+        let workspace_sid = workspace_sid.ok_or(ApiError::Missing("WorkspaceSid"))?;
+        let url = self
+            .api
+            .url(&format!("/v1/Workspaces/{workspace_sid}/Tasks/{task_sid}"));
+        for attempt in 1..=ANNOTATION_ATTEMPTS {
+            let task = self
+                .api
+                .send(account_sid, Method::GET, &url, &[], None)
+                .await?;
+            if !task.status.is_success() {
+                return Err(ApiError::Status(task.status.as_u16()));
+            }
+            let etag = task
+                .headers
+                .get(ETAG)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_BACKOFF, Duration::from_secs)
-                .min(MAX_BACKOFF);
-            *lock(&self.backoff_until) = Some(Instant::now() + wait);
-            return Err(LookupError::Status(429));
+                .ok_or(ApiError::Malformed("no ETag"))?
+                .to_owned();
+            let mut attributes = current_attributes(&task.body)?;
+            attributes.insert(ANNOTATION_KEY.to_owned(), annotation.clone());
+            let form = form_urlencoded::Serializer::new(String::new())
+                .append_pair("Attributes", &Value::Object(attributes).to_string())
+                .finish();
+            let headers = [
+                (CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                (IF_MATCH, etag.as_str()),
+            ];
+            let written = self
+                .api
+                .send(account_sid, Method::POST, &url, &headers, Some(form))
+                .await?;
+            match written.status {
+                status if status.is_success() => return Ok(attempt),
+                StatusCode::PRECONDITION_FAILED => continue,
+                status => return Err(ApiError::Status(status.as_u16())),
+            }
         }
-        if !status.is_success() {
-            return Err(LookupError::Status(status.as_u16()));
-        }
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| LookupError::Transport(e.to_string()))?
-            .to_bytes();
-        let queue: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| LookupError::Malformed)?;
-        queue["friendly_name"]
-            .as_str()
-            .map(Arc::from)
-            .ok_or(LookupError::Malformed)
+        Err(ApiError::Busy)
+    }
+}
+
+/// The task's attributes as an object. Anything else is refused rather than overwritten.
+fn current_attributes(task: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let task: Value = serde_json::from_slice(task).map_err(|_| ApiError::Malformed("not JSON"))?;
+    let text = task["attributes"]
+        .as_str()
+        .ok_or(ApiError::Malformed("no attributes string"))?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(attributes)) => Ok(attributes),
+        _ => Err(ApiError::Malformed(
+            "the task's attributes are not a JSON object",
+        )),
     }
 }
 
