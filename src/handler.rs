@@ -13,9 +13,9 @@ use crate::config::AnswerMode;
 use crate::metrics;
 use crate::rules::{self, Decision, FailPolicy, Reason, Task};
 use crate::signature;
-use crate::sources::RulesSource;
 use crate::sources::taskrouter_api::{Annotator, QueueNames};
 use crate::sources::tokens::TokenSource;
+use crate::sources::{LoadedRules, RulesSource};
 use crate::taskrouter::{self, AssignmentCallback, CallbackError};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
@@ -157,6 +157,45 @@ impl<S: RulesSource> App<S> {
     }
 
     async fn answer(&self, request: &Request, started: Instant) -> Result<Value, Rejection> {
+        let callback = self.accept(request).await?;
+        let loaded = self.rules.current().await;
+        let (decision, queue_name) = self.decide(&callback, loaded.as_deref()).await;
+        let rules_version = loaded.as_ref().and_then(|l| l.version);
+
+        let reason = decision.reason();
+        tracing::info!(
+            task_sid = %callback.task_sid,
+            reservation_sid = %callback.reservation_sid,
+            task_queue_sid = callback.task_queue_sid.as_deref(),
+            queue_name = queue_name.as_deref(),
+            workspace_sid = callback.workspace_sid.as_deref(),
+            decision = decision.outcome(),
+            reason = reason.kind(),
+            rule = reason.rule().map(|r| r.to_string()),
+            rules_version,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
+            "decision"
+        );
+        metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
+
+        if self.settings.mode == AnswerMode::Annotate {
+            if let Decision::Conference { record, reason } = decision {
+                self.annotate(&callback, record, reason, rules_version, started)
+                    .await;
+            }
+            return Ok(json!({}));
+        }
+        let pass_through = match &loaded {
+            Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
+            None => Cow::Owned(serde_json::Map::new()),
+        };
+        Ok(taskrouter::answer(&decision, &pass_through))
+    }
+
+    /// The checks before any decision: route, method, body, form, account, signature, and
+    /// the callback's own fields.
+    async fn accept(&self, request: &Request) -> Result<AssignmentCallback, Rejection> {
         if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
             return Err(Rejection::MalformedUri);
         }
@@ -186,69 +225,46 @@ impl<S: RulesSource> App<S> {
             return Err(Rejection::OtherAccount);
         }
         self.check_signature(request, &params).await?;
-        let callback = AssignmentCallback::from_params(params)?;
+        Ok(AssignmentCallback::from_params(params)?)
+    }
 
-        let loaded = self.rules.current().await;
+    /// The decision for an accepted callback, and the queue name when it had to be fetched.
+    /// When good rules cannot decide, the fail policy does.
+    async fn decide(
+        &self,
+        callback: &AssignmentCallback,
+        loaded: Option<&LoadedRules>,
+    ) -> (Decision, Option<Arc<str>>) {
         let policy = self.settings.fail_policy;
-        let attributes = taskrouter::parse_attributes(&callback.task_attributes);
-        let mut queue_name = None;
-        let decision = match (&loaded, &attributes) {
-            (_, None) => Decision::fail(policy, Reason::AttributesUnparseable),
-            (Some(loaded), Some(attributes)) => {
-                let mut task = Task {
-                    attributes,
-                    queue_sid: callback.task_queue_sid.as_deref(),
-                    queue_name: None,
-                };
-                let first = loaded.rules.decide(&task, policy);
-                // Only a decision that needs the queue's name asks TaskRouter for it.
-                queue_name = match first.reason() {
-                    Reason::QueueNameUnresolved => self.queue_name(&callback).await,
-                    _ => None,
-                };
-                match &queue_name {
-                    Some(name) => {
-                        task.queue_name = Some(name);
-                        loaded.rules.decide(&task, policy)
-                    }
-                    None => first,
-                }
-            }
-            (None, Some(attributes)) if !rules::is_call_by_default(attributes) => {
+        let Some(attributes) = taskrouter::parse_attributes(&callback.task_attributes) else {
+            return (Decision::fail(policy, Reason::AttributesUnparseable), None);
+        };
+        let Some(loaded) = loaded else {
+            let decision = if rules::is_call_by_default(&attributes) {
+                Decision::fail(policy, Reason::RulesUnavailable)
+            } else {
                 Decision::NotACall
-            }
-            (None, Some(_)) => Decision::fail(policy, Reason::RulesUnavailable),
+            };
+            return (decision, None);
         };
-
-        let reason = decision.reason();
-        tracing::info!(
-            task_sid = %callback.task_sid,
-            reservation_sid = %callback.reservation_sid,
-            task_queue_sid = callback.task_queue_sid.as_deref(),
-            queue_name = queue_name.as_deref(),
-            workspace_sid = callback.workspace_sid.as_deref(),
-            decision = decision.outcome(),
-            reason = reason.kind(),
-            rule = reason.rule().map(|r| r.to_string()),
-            rules_version = loaded.as_ref().and_then(|l| l.version),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
-            "decision"
-        );
-        metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
-        let rules_version = loaded.as_ref().and_then(|l| l.version);
-        if self.settings.mode == AnswerMode::Annotate {
-            if let Decision::Conference { record, reason } = decision {
-                self.annotate(&callback, record, reason, rules_version, started)
-                    .await;
-            }
-            return Ok(json!({}));
+        let mut task = Task {
+            attributes: &attributes,
+            queue_sid: callback.task_queue_sid.as_deref(),
+            queue_name: None,
+        };
+        let decision = loaded.rules.decide(&task, policy);
+        // Only a decision that needs the queue's name asks TaskRouter for it.
+        if decision.reason() != Reason::QueueNameUnresolved {
+            return (decision, None);
         }
-        let pass_through = match &loaded {
-            Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
-            None => Cow::Owned(serde_json::Map::new()),
-        };
-        Ok(taskrouter::answer(&decision, &pass_through))
+        match self.queue_name(callback).await {
+            Some(name) => {
+                task.queue_name = Some(&name);
+                let decision = loaded.rules.decide(&task, policy);
+                (decision, Some(name))
+            }
+            None => (decision, None),
+        }
     }
 }
 
