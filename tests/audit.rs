@@ -24,14 +24,21 @@ fn metric_lines(logs: &support::Logs) -> Vec<Value> {
 
 /// A callback to `url`'s host, signed for `signed_for`.
 fn signed_as(callback: &Callback, url: &str, signed_for: &str) -> Vec<u8> {
-    let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
     request(
         "POST",
         "/assignment",
         &[
             ("Host", host),
             ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &sign(TOKEN, signed_for, &callback.params)),
+            (
+                "X-Twilio-Signature",
+                &sign(TOKEN, signed_for, &callback.params),
+            ),
         ],
         callback.encode().as_bytes(),
     )
@@ -59,18 +66,33 @@ fn every_decision_line_says_who_what_why_and_how_fast() {
     let logs = server.stop();
 
     let line = logs.decision_for(outbound.task_sid());
-    for field in ["task_sid", "reservation_sid", "workspace_sid", "task_queue_sid"] {
-        assert_eq!(line[field], outbound.get(&field_name(field)), "{field} in {line}");
+    for field in [
+        "task_sid",
+        "reservation_sid",
+        "workspace_sid",
+        "task_queue_sid",
+    ] {
+        assert_eq!(
+            line[field],
+            outbound.get(&field_name(field)),
+            "{field} in {line}"
+        );
     }
     assert_eq!(line["decision"], "do-not-record");
     assert_eq!(line["reason"], "excluded_by_attribute");
     assert_eq!(line["rule"], "exclude_attributes[1]");
-    assert!(line["elapsed_us"].as_u64().is_some(), "time taken in microseconds: {line}");
+    assert!(
+        line["elapsed_us"].as_u64().is_some(),
+        "time taken in microseconds: {line}"
+    );
     assert_eq!(line["level"], "INFO");
     assert!(line["timestamp"].is_string());
 
     let recorded = logs.decision_for(inbound.task_sid());
-    assert_eq!((&recorded["decision"], &recorded["reason"]), (&"record-from-start".into(), &"no_exclusion_matched".into()));
+    assert_eq!(
+        (&recorded["decision"], &recorded["reason"]),
+        (&"record-from-start".into(), &"no_exclusion_matched".into())
+    );
     assert!(recorded.get("rule").is_none_or(Value::is_null));
     assert_eq!(logs.decision_for(chat.task_sid())["decision"], "no-action");
 
@@ -78,11 +100,17 @@ fn every_decision_line_says_who_what_why_and_how_fast() {
     let metrics = metric_lines(&logs);
     let decisions: Vec<&Value> = metrics.iter().filter(|m| m["Decisions"] == 1).collect();
     assert_eq!(decisions.len(), 3, "{}", logs.text());
-    let emf = decisions.iter().find(|m| m["Reason"] == "excluded_by_attribute").expect("an EMF line for the exclusion");
+    let emf = decisions
+        .iter()
+        .find(|m| m["Reason"] == "excluded_by_attribute")
+        .expect("an EMF line for the exclusion");
     assert_eq!(emf["Outcome"], "do-not-record");
     let directive = &emf["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "ConditionalRecording");
-    assert_eq!(directive["Dimensions"], serde_json::json!([["Outcome"], ["Reason"]]));
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["Outcome"], ["Reason"]])
+    );
     assert_eq!(directive["Metrics"][0]["Name"], "Decisions");
     assert!(emf["RulesAgeSeconds"].as_f64().is_some(), "{emf}");
     assert!(emf["_aws"]["Timestamp"].as_u64().is_some());
@@ -94,7 +122,10 @@ fn field_name(log_field: &str) -> String {
         .split('_')
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -102,19 +133,35 @@ fn field_name(log_field: &str) -> String {
 #[test]
 fn signature_rejections_and_refresh_failures_are_counted() {
     let mut moto = Moto::start();
-    moto.put("/cr/rules", r#"{"enabled": true}"#, ParameterType::SecureString);
+    moto.put(
+        "/cr/rules",
+        r#"{"enabled": true}"#,
+        ParameterType::SecureString,
+    );
     let aws = aws_env(&moto.endpoint());
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.extend([("RULES_PARAMETER", "/cr/rules"), ("RULES_CACHE_TTL_SECONDS", "1"), ("TWILIO_AUTH_TOKEN", TOKEN)]);
+    env.extend([
+        ("RULES_PARAMETER", "/cr/rules"),
+        ("RULES_CACHE_TTL_SECONDS", "1"),
+        ("TWILIO_AUTH_TOKEN", TOKEN),
+    ]);
     let server = Server::start_with(&env);
     let callback = Callback::new(INBOUND);
-    server.send(&signed(&callback, &server.url)).expect_json(200);
+    server
+        .send(&signed(&callback, &server.url))
+        .expect_json(200);
     server.post_form(&callback.encode()).expect_error(403);
-    let elsewhere = signed_as(&callback, &server.url, "http://elsewhere.example/assignment");
+    let elsewhere = signed_as(
+        &callback,
+        &server.url,
+        "http://elsewhere.example/assignment",
+    );
     server.send(&elsewhere).expect_error(403);
     moto.stop();
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    server.send(&signed(&callback, &server.url)).expect_json(200);
+    server
+        .send(&signed(&callback, &server.url))
+        .expect_json(200);
     let logs = server.stop();
 
     let metrics = metric_lines(&logs);
@@ -125,13 +172,21 @@ fn signature_rejections_and_refresh_failures_are_counted() {
         .collect();
     assert_eq!(causes, [&Value::from("missing"), &Value::from("invalid")]);
     assert!(
-        metrics.iter().any(|m| m["RefreshFailures"] == 1 && m["Document"] == "rules"),
+        metrics
+            .iter()
+            .any(|m| m["RefreshFailures"] == 1 && m["Document"] == "rules"),
         "{}",
         logs.text()
     );
-    let ages: Vec<f64> = metrics.iter().filter_map(|m| m["RulesAgeSeconds"].as_f64()).collect();
+    let ages: Vec<f64> = metrics
+        .iter()
+        .filter_map(|m| m["RulesAgeSeconds"].as_f64())
+        .collect();
     assert_eq!(ages.len(), 2);
-    assert!(ages[1] >= 1.0, "the rules in use grow older while SSM is down: {ages:?}");
+    assert!(
+        ages[1] >= 1.0,
+        "the rules in use grow older while SSM is down: {ages:?}"
+    );
 }
 
 fn run(args: &[&str]) -> Output {
@@ -142,7 +197,11 @@ fn run(args: &[&str]) -> Output {
 
 fn stdout_json(output: &Output) -> Value {
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
@@ -156,26 +215,69 @@ fn decide_replays_a_real_callback_body_and_an_api_gateway_event() {
     let rules = rules.to_str().unwrap();
     let callback = Callback::new(OUTBOUND);
     let body = dir.write("callback.txt", &callback.encode());
-    let report = stdout_json(&run(&["decide", "--rules", rules, "--callback", body.to_str().unwrap()]));
+    let report = stdout_json(&run(&[
+        "decide",
+        "--rules",
+        rules,
+        "--callback",
+        body.to_str().unwrap(),
+    ]));
     assert_eq!(report["decision"], "do-not-record");
     assert_eq!(report["rule"], "exclude_attributes[0]");
     assert_eq!(report["task_sid"], callback.task_sid());
 
     let inbound = Callback::new(INBOUND);
     let body = dir.write("inbound.txt", &inbound.encode());
-    let report = stdout_json(&run(&["decide", "--rules", rules, "--callback", body.to_str().unwrap()]));
-    assert_eq!(report["reason"], "queue_name_unresolved", "a name rule needs the name");
-    let args = ["decide", "--rules", rules, "--callback", body.to_str().unwrap(), "--queue-name", "Payments"];
+    let report = stdout_json(&run(&[
+        "decide",
+        "--rules",
+        rules,
+        "--callback",
+        body.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        report["reason"], "queue_name_unresolved",
+        "a name rule needs the name"
+    );
+    let args = [
+        "decide",
+        "--rules",
+        rules,
+        "--callback",
+        body.to_str().unwrap(),
+        "--queue-name",
+        "Payments",
+    ];
     let report = stdout_json(&run(&args));
-    assert_eq!((&report["reason"], &report["rule"]), (&"excluded_by_queue".into(), &"exclude_queues[0]".into()));
+    assert_eq!(
+        (&report["reason"], &report["rule"]),
+        (&"excluded_by_queue".into(), &"exclude_queues[0]".into())
+    );
 
-    let event = format!("{}/tests/data/events/rest-api-prod-stage.json", env!("CARGO_MANIFEST_DIR"));
-    let report = stdout_json(&run(&["decide", "--rules", rules, "--event", &event, "--queue-name", "Sales"]));
+    let event = format!(
+        "{}/tests/data/events/rest-api-prod-stage.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let report = stdout_json(&run(&[
+        "decide",
+        "--rules",
+        rules,
+        "--event",
+        &event,
+        "--queue-name",
+        "Sales",
+    ]));
     assert_eq!(report["decision"], "record-from-start");
     assert_eq!(report["task_sid"], "WT11111111111111111111111111111111");
 
     let not_a_callback = dir.write("junk.txt", "hello=world");
-    let output = run(&["decide", "--rules", rules, "--callback", not_a_callback.to_str().unwrap()]);
+    let output = run(&[
+        "decide",
+        "--rules",
+        rules,
+        "--callback",
+        not_a_callback.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("TaskSid is missing"));
     let output = run(&["decide", "--rules", rules, "--event", rules]);
@@ -197,7 +299,8 @@ fn check_counts_rules_by_kind_and_warns_about_real_mistakes() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("exclude_attributes: 3 (value 1, regex 1, all 1)") && stdout.contains("exclude_queues: 1 SID(s), 1 name(s)"),
+        stdout.contains("exclude_attributes: 3 (value 1, regex 1, all 1)")
+            && stdout.contains("exclude_queues: 1 SID(s), 1 name(s)"),
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -206,6 +309,9 @@ fn check_counts_rules_by_kind_and_warns_about_real_mistakes() {
         "exclude_queues[2]: duplicate of exclude_queues[1]",
         "include_attributes[0]: useless: exclude_attributes[0] excludes the same calls, and exclusion wins",
     ] {
-        assert!(stderr.contains(expected), "missing warning {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing warning {expected:?} in:\n{stderr}"
+        );
     }
 }

@@ -3,7 +3,12 @@
 //! checks HTTP Basic credentials, injects faults on demand, and records every request so
 //! tests can count calls. It stops when dropped; its threads die with the test process.
 //!
-//! Resources: `GET /v1/Workspaces/{WorkspaceSid}/TaskQueues/{TaskQueueSid}`. Another
+//! Resources: `GET /v1/Workspaces/{WorkspaceSid}/TaskQueues/{TaskQueueSid}`, and
+//! `GET`/`POST /v1/Workspaces/{WorkspaceSid}/Tasks/{TaskSid}` with Twilio's optimistic
+//! concurrency: every Task answer carries an `ETag` (its revision), a `POST` whose
+//! `If-Match` names another revision is refused with `412`, and `attributes` is a JSON
+//! string, as Twilio returns it. Tests can change a task behind the client's back right
+//! after serving it ([`StandIn::on_next_get`]), the way a concurrent writer would. Another
 //! resource is one more [`Resource`] variant and one more arm in [`Shared::route`].
 
 // Each test crate uses a different part of this module.
@@ -14,6 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -26,6 +32,12 @@ const ASSIGNMENT_ACTIVITY_SID: &str = "WA11111111111111111111111111111111";
 const RESERVATION_ACTIVITY_SID: &str = "WA22222222222222222222222222222222";
 /// Timestamps of every queue, in the ISO 8601 form TaskRouter uses.
 const CREATED: &str = "2025-03-04T09:15:00Z";
+/// Where every task added by [`StandIn::add_task`] is routed.
+pub const TASK_QUEUE_SID: &str = "WQ33333333333333333333333333333333";
+pub const WORKFLOW_SID: &str = "WW44444444444444444444444444444444";
+const TASK_CHANNEL_SID: &str = "TC55555555555555555555555555555555";
+/// A task's lifetime when its Workflow sets none (TaskRouter's default).
+const TASK_TIMEOUT_SECONDS: u64 = 86_400;
 
 /// The largest request head or body read; the product's requests are tiny.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -53,6 +65,10 @@ pub struct Recorded {
     /// Names lowercased, in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status the stand-in answered with; `None` while unanswered (a hang).
+    pub answered: Option<u16>,
+    /// The `ETag` the stand-in answered with, if any.
+    pub answered_etag: Option<String>,
 }
 
 impl Recorded {
@@ -66,6 +82,19 @@ impl Recorded {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body's `application/x-www-form-urlencoded` pairs, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// The first value of a form field in the body.
+    pub fn form_value(&self, name: &str) -> Option<String> {
+        self.form()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// Everything the client sent, as text: for checks that something was never sent.
@@ -166,6 +195,114 @@ impl StandIn {
             .filter(|r| r.path() == path)
             .collect()
     }
+
+    /// Adds a pending Task with these attributes (the JSON text, stored as it is, the way
+    /// TaskRouter keeps what it was given), or replaces one, at a new revision.
+    pub fn add_task(&self, workspace_sid: &str, task_sid: &str, attributes: &str) {
+        let mut state = self.shared.state();
+        let revision = state.next_revision();
+        state.tasks.insert(
+            task_key(workspace_sid, task_sid),
+            Task::new(attributes.to_owned(), revision),
+        );
+    }
+
+    /// Deletes a Task: from now on it answers `404`.
+    pub fn remove_task(&self, workspace_sid: &str, task_sid: &str) {
+        self.shared
+            .state()
+            .tasks
+            .remove(&task_key(workspace_sid, task_sid));
+    }
+
+    /// A Task's attributes as stored (a JSON string); `None` when there is no such task.
+    pub fn task_attributes_text(&self, workspace_sid: &str, task_sid: &str) -> Option<String> {
+        self.shared
+            .state()
+            .tasks
+            .get(&task_key(workspace_sid, task_sid))
+            .map(|task| task.attributes.clone())
+    }
+
+    /// A Task's attributes, parsed; `None` when there is no such task. Panics when what is
+    /// stored is not JSON (the stand-in refuses such writes, so a test stored it).
+    pub fn task_attributes(&self, workspace_sid: &str, task_sid: &str) -> Option<Value> {
+        let text = self.task_attributes_text(workspace_sid, task_sid)?;
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("the task's attributes are not JSON ({e}): {text}")),
+        )
+    }
+
+    /// A Task's current `ETag`; `None` when there is no such task.
+    pub fn task_etag(&self, workspace_sid: &str, task_sid: &str) -> Option<String> {
+        self.shared
+            .state()
+            .tasks
+            .get(&task_key(workspace_sid, task_sid))
+            .map(Task::etag)
+    }
+
+    /// Right after the next `GET` of the Task is answered (with its attributes and ETag as
+    /// they were), another writer edits its attributes: `edit` runs on them, parsed, and
+    /// the task moves to a new revision. The client's next `POST` with the ETag it just
+    /// got is then refused with `412`. Edits queue up, one per `GET`.
+    pub fn on_next_get(
+        &self,
+        workspace_sid: &str,
+        task_sid: &str,
+        edit: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        self.after_next_get(workspace_sid, task_sid, AfterGet::Edit(Box::new(edit)));
+    }
+
+    /// Right after the next `GET` of the Task, another writer replaces its attributes.
+    pub fn change_after_next_get(&self, workspace_sid: &str, task_sid: &str, attributes: Value) {
+        self.on_next_get(workspace_sid, task_sid, move |current| {
+            *current = attributes
+        });
+    }
+
+    /// Right after the next `GET` of the Task, it is completed and deleted: the client's
+    /// `POST` gets `404`.
+    pub fn remove_after_next_get(&self, workspace_sid: &str, task_sid: &str) {
+        self.after_next_get(workspace_sid, task_sid, AfterGet::Remove);
+    }
+
+    fn after_next_get(&self, workspace_sid: &str, task_sid: &str, change: AfterGet) {
+        self.shared
+            .state()
+            .after_get
+            .entry(task_key(workspace_sid, task_sid))
+            .or_default()
+            .push_back(change);
+    }
+
+    /// `true`: every `POST` to a Task is refused with `412`, as if another writer always
+    /// got there first (each refusal moves the task to a new revision). `false` heals.
+    pub fn reject_task_writes_as_stale(&self, stale: bool) {
+        self.shared.state().stale_writes = stale;
+    }
+
+    /// The next `n` requests with this method (`GET`, `POST`) get `fault`, after any queued
+    /// by [`StandIn::fail_next`] and before one set by [`StandIn::set_fault`].
+    pub fn fail_next_method(&self, method: &str, n: usize, fault: Fault) {
+        self.shared
+            .state()
+            .method_faults
+            .entry(method.to_ascii_uppercase())
+            .or_default()
+            .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// The requests for one Task.
+    pub fn task_requests(&self, workspace_sid: &str, task_sid: &str) -> Vec<Recorded> {
+        let path = task_path(workspace_sid, task_sid);
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
+    }
 }
 
 impl Drop for StandIn {
@@ -195,6 +332,38 @@ pub fn queue_path(workspace_sid: &str, queue_sid: &str) -> String {
     format!("/v1/Workspaces/{workspace_sid}/TaskQueues/{queue_sid}")
 }
 
+/// `/v1/Workspaces/{WorkspaceSid}/Tasks/{TaskSid}`.
+pub fn task_path(workspace_sid: &str, task_sid: &str) -> String {
+    format!("/v1/Workspaces/{workspace_sid}/Tasks/{task_sid}")
+}
+
+/// A time as TaskRouter writes it: ISO 8601 / RFC 3339, UTC, whole seconds
+/// (`2025-03-04T09:15:00Z`).
+pub fn iso8601(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let days = i64::try_from(seconds / 86_400).unwrap_or_default();
+    let of_day = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // State and routing
 
@@ -210,9 +379,20 @@ struct State {
     stopping: bool,
     /// (WorkspaceSid, TaskQueueSid) -> friendly_name.
     queues: HashMap<(String, String), String>,
+    /// (WorkspaceSid, TaskSid) -> the task.
+    tasks: HashMap<(String, String), Task>,
+    /// The last revision given to any task; revisions never repeat, so an ETag from a
+    /// deleted and re-added task never matches by accident.
+    revision: u64,
+    /// Changes another writer makes right after the next `GET` of a task.
+    after_get: HashMap<(String, String), VecDeque<AfterGet>>,
+    /// Every task `POST` is refused with `412`.
+    stale_writes: bool,
     /// Accepted (username, password) pairs.
     credentials: Vec<(String, String)>,
     next_faults: VecDeque<Fault>,
+    /// Method -> faults for the next requests with that method.
+    method_faults: HashMap<String, VecDeque<Fault>>,
     fault: Option<Fault>,
     requests: Vec<Recorded>,
     /// Every accepted connection, so stopping can close them.
@@ -220,9 +400,69 @@ struct State {
     workers: Vec<JoinHandle<()>>,
 }
 
+impl State {
+    fn next_revision(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+}
+
+fn task_key(workspace_sid: &str, task_sid: &str) -> (String, String) {
+    (workspace_sid.to_owned(), task_sid.to_owned())
+}
+
+/// A Task as the stand-in keeps it.
+struct Task {
+    /// The JSON string TaskRouter stores and returns.
+    attributes: String,
+    revision: u64,
+    assignment_status: String,
+    priority: u64,
+    reason: Option<String>,
+    task_channel_unique_name: String,
+    created: Instant,
+    date_created: String,
+    date_updated: String,
+}
+
+impl Task {
+    fn new(attributes: String, revision: u64) -> Task {
+        let now = iso8601(SystemTime::now());
+        Task {
+            attributes,
+            revision,
+            assignment_status: "reserved".to_owned(),
+            priority: 0,
+            reason: None,
+            task_channel_unique_name: "voice".to_owned(),
+            created: Instant::now(),
+            date_created: now.clone(),
+            date_updated: now,
+        }
+    }
+
+    /// The `ETag` of the current revision.
+    fn etag(&self) -> String {
+        self.revision.to_string()
+    }
+
+    /// Moves to a new revision, as every accepted write does.
+    fn touch(&mut self, revision: u64) {
+        self.revision = revision;
+        self.date_updated = iso8601(SystemTime::now());
+    }
+}
+
+/// What another writer does to a task right after a `GET` of it.
+enum AfterGet {
+    Edit(Box<dyn FnOnce(&mut Value) + Send>),
+    Remove,
+}
+
 /// A resource the stand-in serves, parsed from a path.
 enum Resource<'a> {
     TaskQueue { workspace: &'a str, queue: &'a str },
+    Task { workspace: &'a str, task: &'a str },
 }
 
 impl<'a> Resource<'a> {
@@ -231,6 +471,9 @@ impl<'a> Resource<'a> {
         match segments.as_slice() {
             ["v1", "Workspaces", workspace, "TaskQueues", queue] => {
                 Some(Resource::TaskQueue { workspace, queue })
+            }
+            ["v1", "Workspaces", workspace, "Tasks", task] => {
+                Some(Resource::Task { workspace, task })
             }
             _ => None,
         }
@@ -269,13 +512,35 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records the request, then applies a fault, the credentials check and the route.
+    /// Records the request and what it was answered.
     fn respond(&self, request: Recorded) -> Action {
         let mut state = self.state();
+        let index = state.requests.len();
         state.requests.push(request.clone());
+        let action = self.act(&mut state, &request);
+        if let Action::Reply(reply) = &action {
+            let recorded = &mut state.requests[index];
+            recorded.answered = Some(reply.status);
+            recorded.answered_etag = reply
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("ETag"))
+                .map(|(_, value)| value.clone());
+        }
+        action
+    }
+
+    /// Applies a fault, the credentials check and the route.
+    fn act(&self, state: &mut State, request: &Recorded) -> Action {
         let fault = state
             .next_faults
             .pop_front()
+            .or_else(|| {
+                state
+                    .method_faults
+                    .get_mut(&request.method)
+                    .and_then(VecDeque::pop_front)
+            })
             .or_else(|| state.fault.clone());
         match fault {
             Some(Fault::Hang) => return Action::Hang,
@@ -291,13 +556,13 @@ impl Shared {
             }
             None => {}
         }
-        let Some(account) = authenticate(&state, &request) else {
+        let Some(account) = authenticate(state, request) else {
             return Action::Reply(unauthorized());
         };
-        Action::Reply(self.route(&state, &request, &account))
+        Action::Reply(self.route(state, request, &account))
     }
 
-    fn route(&self, state: &State, request: &Recorded, account: &str) -> Reply {
+    fn route(&self, state: &mut State, request: &Recorded, account: &str) -> Reply {
         let path = request.path();
         match (Resource::parse(path), request.method.as_str()) {
             (Some(Resource::TaskQueue { workspace, queue }), "GET") => {
@@ -308,9 +573,157 @@ impl Shared {
                     None => not_found(path),
                 }
             }
+            (Some(Resource::Task { workspace, task }), "GET") => {
+                self.fetch_task(state, account, workspace, task)
+            }
+            (Some(Resource::Task { workspace, task }), "POST") => {
+                self.update_task(state, request, account, workspace, task)
+            }
             (Some(_), _) => twilio_error(405, 20004, "Method not allowed"),
             (None, _) => not_found(path),
         }
+    }
+
+    /// `GET` a Task: the resource and its `ETag`, then whatever another writer does next.
+    fn fetch_task(&self, state: &mut State, account: &str, workspace: &str, task: &str) -> Reply {
+        let key = task_key(workspace, task);
+        let Some(stored) = state.tasks.get(&key) else {
+            return not_found(&task_path(workspace, task));
+        };
+        let reply = Reply::json(200, self.task(account, workspace, task, stored))
+            .header("ETag", stored.etag());
+        let change = state.after_get.get_mut(&key).and_then(VecDeque::pop_front);
+        match change {
+            Some(AfterGet::Edit(edit)) => {
+                let revision = state.next_revision();
+                if let Some(stored) = state.tasks.get_mut(&key) {
+                    let mut attributes =
+                        serde_json::from_str(&stored.attributes).unwrap_or_else(|e| {
+                            panic!("a test stored attributes that are not JSON: {e}")
+                        });
+                    edit(&mut attributes);
+                    stored.attributes = attributes.to_string();
+                    stored.touch(revision);
+                }
+            }
+            Some(AfterGet::Remove) => {
+                state.tasks.remove(&key);
+            }
+            None => {}
+        }
+        reply
+    }
+
+    /// `POST` a Task: `If-Match` against the current `ETag`, then the form's fields.
+    fn update_task(
+        &self,
+        state: &mut State,
+        request: &Recorded,
+        account: &str,
+        workspace: &str,
+        task: &str,
+    ) -> Reply {
+        let key = task_key(workspace, task);
+        if !state.tasks.contains_key(&key) {
+            return not_found(&task_path(workspace, task));
+        }
+        if state.stale_writes {
+            // Someone else wrote first: the task moved on.
+            let revision = state.next_revision();
+            if let Some(stored) = state.tasks.get_mut(&key) {
+                stored.touch(revision);
+            }
+            return precondition_failed();
+        }
+        let Some(stored) = state.tasks.get(&key) else {
+            return not_found(&task_path(workspace, task));
+        };
+        if let Some(expected) = request.header("if-match")
+            && expected != "*"
+            && expected != stored.etag()
+        {
+            return precondition_failed();
+        }
+        // A body of another media type carries no parameters.
+        let form = if request
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+        {
+            request.form()
+        } else {
+            Vec::new()
+        };
+        let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let attributes = field("Attributes");
+        if let Some(text) = &attributes
+            && !serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+        {
+            return twilio_error(400, 20001, "Attributes must be a valid JSON object");
+        }
+        let priority = match field("Priority").map(|p| p.parse::<u64>()) {
+            Some(Ok(priority)) => Some(priority),
+            Some(Err(_)) => return twilio_error(400, 20001, "Priority must be an integer"),
+            None => None,
+        };
+        let revision = state.next_revision();
+        let Some(stored) = state.tasks.get_mut(&key) else {
+            return not_found(&task_path(workspace, task));
+        };
+        if let Some(text) = attributes {
+            stored.attributes = text;
+        }
+        if let Some(priority) = priority {
+            stored.priority = priority;
+        }
+        if let Some(status) = field("AssignmentStatus") {
+            stored.assignment_status = status;
+        }
+        if let Some(reason) = field("Reason") {
+            stored.reason = Some(reason);
+        }
+        if let Some(channel) = field("TaskChannel") {
+            stored.task_channel_unique_name = channel;
+        }
+        stored.touch(revision);
+        let stored = &state.tasks[&key];
+        Reply::json(200, self.task(account, workspace, task, stored)).header("ETag", stored.etag())
+    }
+
+    /// A Task as TaskRouter's API reference shows it: `attributes` is a JSON string.
+    fn task(&self, account: &str, workspace: &str, sid: &str, task: &Task) -> Value {
+        let workspace_url = format!("{}/v1/Workspaces/{workspace}", self.base_url);
+        let url = format!("{workspace_url}/Tasks/{sid}");
+        json!({
+            "account_sid": account,
+            "addons": "{}",
+            "age": task.created.elapsed().as_secs(),
+            "assignment_status": task.assignment_status,
+            "attributes": task.attributes,
+            "date_created": task.date_created,
+            "date_updated": task.date_updated,
+            "ignore_capacity": false,
+            "priority": task.priority,
+            "reason": task.reason,
+            "routing_target": null,
+            "sid": sid,
+            "task_channel_sid": TASK_CHANNEL_SID,
+            "task_channel_unique_name": task.task_channel_unique_name,
+            "task_queue_entered_date": task.date_created,
+            "task_queue_friendly_name": "Sales",
+            "task_queue_sid": TASK_QUEUE_SID,
+            "timeout": TASK_TIMEOUT_SECONDS,
+            "url": url,
+            "virtual_start_time": task.date_created,
+            "workflow_friendly_name": "Default Fifo Workflow",
+            "workflow_sid": WORKFLOW_SID,
+            "workspace_sid": workspace,
+            "links": {
+                "reservations": format!("{url}/Reservations"),
+                "task_queue": format!("{workspace_url}/TaskQueues/{TASK_QUEUE_SID}"),
+                "workflow": format!("{workspace_url}/Workflows/{WORKFLOW_SID}"),
+                "workspace": workspace_url,
+            },
+        })
     }
 
     /// A TaskQueue as TaskRouter's API reference shows it.
@@ -389,6 +802,11 @@ fn unauthorized() -> Reply {
         .header("WWW-Authenticate", "Basic realm=\"Twilio API\"")
 }
 
+/// The answer to a write whose `If-Match` names a revision the resource has moved past.
+fn precondition_failed() -> Reply {
+    twilio_error(412, 20412, "Precondition Failed")
+}
+
 fn not_found(path: &str) -> Reply {
     twilio_error(
         404,
@@ -402,6 +820,7 @@ fn error_for_status(status: u16, path: &str) -> Reply {
     match status {
         401 => unauthorized(),
         404 => not_found(path),
+        412 => precondition_failed(),
         429 => twilio_error(429, 20429, "Too Many Requests"),
         500 => twilio_error(500, 20500, "Internal Server Error"),
         503 => twilio_error(503, 20503, "Service Unavailable"),
@@ -534,6 +953,8 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
         password,
         headers,
         body,
+        answered: None,
+        answered_etag: None,
     })
 }
 
