@@ -20,6 +20,9 @@ use crate::taskrouter::{self, AssignmentCallback, CallbackError};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
 pub const ROUTE: &str = "/assignment";
+/// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
+/// done by then, from the callback's arrival, leaving TaskRouter's 5 s a second of margin.
+pub const DECISION_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
 /// In annotate mode the task must be written by then (from the callback's arrival), so the
 /// answer still reaches TaskRouter well inside its 5 s.
 pub const ANNOTATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -157,9 +160,11 @@ impl<S: RulesSource> App<S> {
     }
 
     async fn answer(&self, request: &Request, started: Instant) -> Result<Value, Rejection> {
-        let callback = self.accept(request).await?;
-        let loaded = self.rules.current().await;
-        let (decision, queue_name) = self.decide(&callback, loaded.as_deref()).await;
+        // Tokens (for the signature) and rules may each need a refresh: side by side, so two
+        // slow fetches cost the time of one.
+        let (callback, loaded) = tokio::join!(self.accept(request), self.rules.current());
+        let callback = callback?;
+        let (decision, queue_name) = self.decide(&callback, loaded.as_deref(), started).await;
         let rules_version = loaded.as_ref().and_then(|l| l.version);
 
         let reason = decision.reason();
@@ -234,6 +239,7 @@ impl<S: RulesSource> App<S> {
         &self,
         callback: &AssignmentCallback,
         loaded: Option<&LoadedRules>,
+        started: Instant,
     ) -> (Decision, Option<Arc<str>>) {
         let policy = self.settings.fail_policy;
         let Some(attributes) = taskrouter::parse_attributes(&callback.task_attributes) else {
@@ -257,7 +263,7 @@ impl<S: RulesSource> App<S> {
         if decision.reason() != Reason::QueueNameUnresolved {
             return (decision, None);
         }
-        match self.queue_name(callback).await {
+        match self.queue_name(callback, started).await {
             Some(name) => {
                 task.queue_name = Some(&name);
                 let decision = loaded.rules.decide(&task, policy);
@@ -320,16 +326,26 @@ impl<S> App<S> {
 
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
     /// had.
-    async fn queue_name(&self, callback: &AssignmentCallback) -> Option<Arc<str>> {
+    async fn queue_name(
+        &self,
+        callback: &AssignmentCallback,
+        started: Instant,
+    ) -> Option<Arc<str>> {
         let names = self.settings.queue_names.as_ref()?;
         let queue_sid = callback.task_queue_sid.as_deref()?;
-        let found = names
-            .friendly_name(
-                callback.account_sid.as_deref(),
-                callback.workspace_sid.as_deref(),
-                queue_sid,
-            )
-            .await;
+        let left = DECISION_BUDGET.saturating_sub(started.elapsed());
+        let lookup = names.friendly_name(
+            callback.account_sid.as_deref(),
+            callback.workspace_sid.as_deref(),
+            queue_sid,
+        );
+        let found = match tokio::time::timeout(left, lookup).await {
+            Ok(found) => found.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no time left: the decision has {} ms in all",
+                DECISION_BUDGET.as_millis()
+            )),
+        };
         match found {
             Ok(name) => Some(name),
             Err(cause) => {

@@ -151,3 +151,77 @@ impl Silent {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// A TCP proxy in front of an SSM endpoint whose answers can be held back: an SSM that
+/// answers, but slower than the service's timeouts. Forwards at once until
+/// [`SlowProxy::set_delay`] says otherwise; lives until the test process ends.
+pub struct SlowProxy {
+    pub port: u16,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SlowProxy {
+    /// Forwards to 127.0.0.1:`upstream`.
+    pub fn start(upstream: u16) -> SlowProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicU64;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = Arc::clone(&delay_ms);
+        std::thread::spawn(move || {
+            while let Ok((client, _)) = listener.accept() {
+                let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream));
+                // An upstream that is gone closes the client's connection: SSM unreachable.
+                let Ok(server) = TcpStream::connect_timeout(&upstream_addr, Duration::from_secs(1))
+                else {
+                    continue;
+                };
+                let (Ok(client_reader), Ok(server_reader)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || pipe(client_reader, server, None));
+                let delay = Arc::clone(&delay);
+                std::thread::spawn(move || pipe(server_reader, client, Some(delay)));
+            }
+        });
+        SlowProxy { port, delay_ms }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every chunk SSM sends back from now on waits this long first.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either side closes, waiting `delay` before each chunk.
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    delay: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) {
+    use std::io::{Read, Write};
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(delay) = &delay {
+            let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
