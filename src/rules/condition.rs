@@ -4,10 +4,10 @@
 //! Matching follows the Flex template's `conditional_recording` matcher: strict JSON-type
 //! equality, array containment, and missing or null never matching.
 
-use std::collections::HashSet;
-
 use regex::Regex;
 use serde_json::Value;
+
+use super::HashSet;
 
 /// A compiled condition, evaluated many times against different TaskAttributes.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ fn step<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
     }
 }
 
-fn canonical_index(segment: &str) -> Option<usize> {
+pub(super) fn canonical_index(segment: &str) -> Option<usize> {
     let canonical = segment == "0" || (!segment.starts_with('0') && !segment.is_empty());
     if canonical && segment.bytes().all(|b| b.is_ascii_digit()) {
         segment.parse().ok()
@@ -153,9 +153,9 @@ impl Scalar {
 /// A set of scalars with hash lookup, so an `any_of` of 10,000 entries costs one probe.
 #[derive(Debug, Default)]
 pub struct ScalarSet {
-    strings: HashSet<String>,
-    numbers: HashSet<u64>,
-    bools: [bool; 2],
+    pub(super) strings: HashSet<String>,
+    pub(super) numbers: HashSet<u64>,
+    pub(super) bools: [bool; 2],
 }
 
 impl ScalarSet {
@@ -184,7 +184,7 @@ impl ScalarSet {
 }
 
 /// Hash key for a number compared by value: `-0.0` and `0.0` are equal in JavaScript.
-fn number_key(n: f64) -> u64 {
+pub(super) fn number_key(n: f64) -> u64 {
     if n == 0.0 { 0 } else { n.to_bits() }
 }
 

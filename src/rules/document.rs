@@ -8,6 +8,7 @@ use regex::RegexBuilder;
 use serde_json::{Map, Value};
 
 use super::condition::{AttributePath, Condition, Matcher, Scalar, ScalarSet};
+use super::index::Conditions;
 use super::{QueueRules, RuleList, Rules};
 
 /// The largest document accepted (SSM itself stops at 8 KB; a file may be larger).
@@ -115,8 +116,12 @@ impl Rules {
                 }
                 "exclude_queues" => rules.exclude_queues = queues(value, &path)?,
                 "include_queues" => rules.include_queues = Some(queues(value, &path)?),
-                "exclude_attributes" => rules.exclude_attributes = conditions(value, &path)?,
-                "include_attributes" => rules.include_attributes = Some(conditions(value, &path)?),
+                "exclude_attributes" => {
+                    rules.exclude_attributes = Conditions::new(conditions(value, &path)?)
+                }
+                "include_attributes" => {
+                    rules.include_attributes = Some(Conditions::new(conditions(value, &path)?))
+                }
                 "voice_tasks" => {
                     let voice = conditions(value, &path)?;
                     if voice.is_empty() {
@@ -125,7 +130,7 @@ impl Rules {
                             "an empty list would treat no task as a call",
                         ));
                     }
-                    rules.voice_tasks = voice;
+                    rules.voice_tasks = Conditions::new(voice);
                 }
                 "instruction" => rules.instruction = instruction(value, &path)?,
                 _ => {

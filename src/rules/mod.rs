@@ -3,15 +3,21 @@
 
 mod condition;
 mod document;
+mod index;
 mod lint;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
 pub use condition::{AttributePath, Condition, Matcher, Scalar};
+use index::Conditions;
+
+/// The hash maps of compiled rules. Built once from a trusted document and only read after,
+/// so a fast hash (the one serde_json and hashbrown already bring) is safe here.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub use document::{MAX_DOCUMENT_BYTES, PASS_THROUGH_KEYS, RulesError, is_queue_sid};
 pub use lint::{Warning, lint};
 
@@ -28,11 +34,11 @@ pub const EXAMPLE_DOCUMENT: &str = r#"{
 pub struct Rules {
     enabled: bool,
     exclude_queues: QueueRules,
-    exclude_attributes: Vec<Condition>,
+    exclude_attributes: Conditions,
     include_queues: Option<QueueRules>,
-    include_attributes: Option<Vec<Condition>>,
+    include_attributes: Option<Conditions>,
     instruction: Map<String, Value>,
-    voice_tasks: Vec<Condition>,
+    voice_tasks: Conditions,
 }
 
 impl Default for Rules {
@@ -40,7 +46,7 @@ impl Default for Rules {
         Rules {
             enabled: false,
             exclude_queues: QueueRules::default(),
-            exclude_attributes: Vec::new(),
+            exclude_attributes: Conditions::default(),
             include_queues: None,
             include_attributes: None,
             instruction: Map::new(),
@@ -226,9 +232,9 @@ impl fmt::Display for Reason {
 
 /// The default test for a call: `call_sid` present, or `direction` is `outbound` (the Flex
 /// dialer's tasks have no `call_sid` until the call connects).
-fn default_voice_tasks() -> Vec<Condition> {
+fn default_voice_tasks() -> Conditions {
     let key = |k: &str| AttributePath::Dotted(vec![k.to_owned()]);
-    vec![
+    Conditions::new(vec![
         Condition::Match {
             path: key("call_sid"),
             matcher: Matcher::Exists(true),
@@ -237,14 +243,14 @@ fn default_voice_tasks() -> Vec<Condition> {
             path: key("direction"),
             matcher: Matcher::Equals(Scalar::String("outbound".into())),
         },
-    ]
+    ])
 }
 
-static DEFAULT_VOICE_TASKS: LazyLock<Vec<Condition>> = LazyLock::new(default_voice_tasks);
+static DEFAULT_VOICE_TASKS: LazyLock<Conditions> = LazyLock::new(default_voice_tasks);
 
 /// Whether a task is a call by the default test, for when no rules are loaded.
 pub fn is_call_by_default(attributes: &Value) -> bool {
-    DEFAULT_VOICE_TASKS.iter().any(|c| c.matches(attributes))
+    DEFAULT_VOICE_TASKS.first_match(attributes).is_some()
 }
 
 impl Rules {
@@ -268,7 +274,7 @@ impl Rules {
     }
 
     pub fn is_call(&self, attributes: &Value) -> bool {
-        self.voice_tasks.iter().any(|c| c.matches(attributes))
+        self.voice_tasks.first_match(attributes).is_some()
     }
 
     /// The decision for one task. Exclusion always wins over inclusion; a queue name that is
@@ -303,7 +309,7 @@ impl Rules {
         if let Some(i) = self.exclude_queues.by_sid(task.queue_sid) {
             return Reason::ExcludedByQueue(at(ExcludeQueues, i));
         }
-        if let Some(i) = first_match(&self.exclude_attributes, task.attributes) {
+        if let Some(i) = self.exclude_attributes.first_match(task.attributes) {
             return Reason::ExcludedByAttribute(at(ExcludeAttributes, i));
         }
         if self.exclude_queues.has_names() {
@@ -324,8 +330,8 @@ impl Rules {
         if let Some(i) = include_queues.and_then(|q| q.by_sid(task.queue_sid)) {
             return Reason::Included(at(IncludeQueues, i));
         }
-        let include_attributes = self.include_attributes.as_deref().unwrap_or_default();
-        if let Some(i) = first_match(include_attributes, task.attributes) {
+        let include_attributes = self.include_attributes.as_ref();
+        if let Some(i) = include_attributes.and_then(|c| c.first_match(task.attributes)) {
             return Reason::Included(at(IncludeAttributes, i));
         }
         match (include_queues.filter(|q| q.has_names()), task.queue_name) {
@@ -337,10 +343,6 @@ impl Rules {
             (None, _) => Reason::NotIncluded,
         }
     }
-}
-
-fn first_match(conditions: &[Condition], attributes: &Value) -> Option<usize> {
-    conditions.iter().position(|c| c.matches(attributes))
 }
 
 impl Rules {
@@ -358,14 +360,17 @@ impl Rules {
             format!("exclude_queues: {}", queues(&self.exclude_queues)),
             format!(
                 "exclude_attributes: {}",
-                condition_counts(&self.exclude_attributes)
+                condition_counts(self.exclude_attributes.as_slice())
             ),
         ];
         if let Some(q) = &self.include_queues {
             parts.push(format!("include_queues: {}", queues(q)));
         }
         if let Some(a) = &self.include_attributes {
-            parts.push(format!("include_attributes: {}", condition_counts(a)));
+            parts.push(format!(
+                "include_attributes: {}",
+                condition_counts(a.as_slice())
+            ));
         }
         if !self.instruction.is_empty() {
             parts.push(format!("instruction keys: {}", self.instruction.len()));
