@@ -30,3 +30,9 @@ cargo test --all-targets
 
 echo "== log scan"
 scripts/scan-logs.sh
+
+echo "== fuzzing: every input surface, 20 s per target (scripts/fuzz.sh runs longer)"
+scripts/fuzz.sh 20
+
+echo "== load: 10 s at 20 connections on the debug build (scripts/load-test.sh: release, 60 s)"
+scripts/load-test.sh 10 20 debug
