@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
+use conditional_recording::handler::DECISION_BUDGET;
 use conditional_recording::signature::sign;
 use moto::{Moto, SlowProxy, aws_env};
 use serde_json::{Value, json};
@@ -429,6 +430,10 @@ fn ssm_slower_than_its_timeouts_keeps_answers_inside_five_seconds() {
         slow.len() >= 10,
         "callbacks kept flowing while SSM was slow"
     );
+    // The token and rules refreshes run side by side: one slow fetch's time, not two.
+    for e in &slow {
+        assert!(e.took < DECISION_BUDGET, "{e:?}");
+    }
     let failures = lines(&logs, REFRESH_FAILED);
     assert!(!failures.is_empty(), "{}", logs.text());
     assert!(failures.len() <= 5, "retries back off: {}", failures.len());
@@ -809,6 +814,26 @@ fn ssm_slow_and_taskrouter_hanging_at_once_still_answer_inside_five_seconds() {
     standin.set_fault(Some(Fault::Hang));
     flow.run_for(Duration::from_secs(8));
     let exchanges = flow.finish();
-    drop(server);
+    let logs = server.stop();
+
     assert_answered_in_time(&exchanges);
+    let budget = DECISION_BUDGET + Duration::from_millis(500);
+    let decided = decisions_by_task(&logs);
+    for e in &exchanges {
+        assert!(e.took < budget, "within the decision budget: {e:?}");
+        assert_eq!(e.status, 200, "the last good tokens: {e:?}");
+        let line = &decided[&e.task_sid];
+        assert_eq!(line["rules_version"], 1, "{line}");
+        match line["reason"].as_str().unwrap_or_default() {
+            "no_exclusion_matched" => assert_eq!(e.record(), RECORD, "{line}"),
+            "queue_name_unresolved" => assert_eq!(e.record(), DO_NOT_RECORD, "{line}"),
+            _ => panic!("a decision neither by the rules nor the fail policy: {line}"),
+        }
+    }
+    let slow = exchanges.iter().filter(|e| e.phase == "everything slow");
+    assert!(
+        slow.clone().any(|e| e.took > Duration::from_secs(2)),
+        "some callback paid for the refreshes and the lookup"
+    );
+    assert!(slow.count() >= 5, "callbacks kept flowing");
 }

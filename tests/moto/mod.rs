@@ -47,6 +47,9 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // moto loads its SSM backend on the first request, which can take seconds on a busy
+        // machine: pay that here, not in the service's first fetch.
+        moto.put("/moto/warm-up", "ready", ParameterType::String);
         moto
     }
 

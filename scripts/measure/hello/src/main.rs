@@ -22,7 +22,9 @@ async fn main() -> Result<(), Error> {
         }))
         .await;
     }
-    let addr = std::env::args().nth(3).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("hello serving POST http://{}/", listener.local_addr()?);
     loop {
