@@ -30,8 +30,8 @@ RUSTC_WRAPPER="$PWD/fuzz/rustc-sancov.sh" \
   cargo build --quiet --manifest-path fuzz/Cargo.toml --target-dir target --bins
 echo "fuzz: built the targets in $(($(date +%s) - started)) s"
 
-# Seeds: the repository's rules documents, API Gateway events, their form bodies and the
-# TaskAttributes inside those bodies, and the TaskAttributes fixtures.
+# Seeds: fuzz/seeds/, the repository's rules documents, API Gateway events, their form
+# bodies and the TaskAttributes inside those bodies, and the TaskAttributes fixtures.
 rm -rf "$work/seeds"
 mkdir -p "$work/seeds"
 python3 - "$work/seeds" <<'EOF'
@@ -44,8 +44,10 @@ def put(target, name, data):
     with open(os.path.join(out, target, name), "wb") as f:
         f.write(data if isinstance(data, bytes) else data.encode())
 
-for path in glob.glob("fuzz/seeds/rules_document/*.json") + ["events/rules.json"]:
-    put("rules_document", os.path.basename(path), open(path, "rb").read())
+# fuzz/seeds/TARGET/: inputs kept for a target (documents, inputs that once failed).
+for path in glob.glob("fuzz/seeds/*/*"):
+    put(os.path.basename(os.path.dirname(path)), os.path.basename(path), open(path, "rb").read())
+put("rules_document", "events-rules.json", open("events/rules.json", "rb").read())
 for path in sorted(glob.glob("tests/data/fixtures/*.json")):
     text = open(path, "rb").read()
     for selector in (0, 3, 9):
@@ -120,7 +122,8 @@ if [ ${#failed[@]} -gt 0 ]; then
     input=$(find "$work/artifacts/$target" -type f -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
     if [ -n "$input" ]; then
       echo "fuzz: replaying $input (target/debug/$target FILE):"
-      timeout 60 "target/debug/$target" "$input" 2>&1 | grep -v '^{"' | tail -30 || true
+      RUST_BACKTRACE=0 timeout 60 "target/debug/$target" "$input" 2>&1 |
+        grep -v -e '^{"' -e '^INFO:' -e '^WARNING:' | head -20 || true
     fi
   done
   exit 1

@@ -111,7 +111,7 @@ aws_env=(
 )
 env "${aws_env[@]}" .venv/bin/python - <<'EOF'
 import boto3, os
-ssm = boto3.client("ssm", endpoint_url=os.environ["AWS_ENDPOINT_URL_SSM"])
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ["AWS_ENDPOINT_URL_SSM"])
 ssm.put_parameter(Name="/conditional-recording/rules", Type="String", Overwrite=True,
                   Value=open("events/rules.json").read())
 # The documented test token the example events are signed with (not a secret).
@@ -119,23 +119,22 @@ ssm.put_parameter(Name="/conditional-recording/twilio-auth-token", Type="SecureS
                   Overwrite=True, Value="0123456789abcdef0123456789abcdef")
 EOF
 
-probe() { python3 scripts/measure/probe.py "$@"; }
 export PROBE_EMULATOR="$root/.venv/bin/cargo-lambda" PROBE_EVENT="$root/events/http-inbound-recorded.json"
 serve_bin=$(env -i PATH="$PATH" RULES_FILE=events/rules.json PROBE_BODY="$PROBE_BODY" \
-  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" probe serve "$bin")
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py serve "$bin")
 serve_hello=$(env -i PATH="$PATH" PROBE_BODY="$PROBE_BODY" \
-  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" probe serve "$hello")
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py serve "$hello")
 lambda_bin=$(env -i PATH="$PATH" "${aws_env[@]}" \
   RULES_PARAMETER=/conditional-recording/rules \
   TWILIO_AUTH_TOKEN_PARAMETER=/conditional-recording/twilio-auth-token \
   PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
-  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" probe lambda "$bin")
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$bin")
 lambda_hello=$(env -i PATH="$PATH" PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
-  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" probe lambda "$hello")
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$hello")
 # What one GetParameter to the emulator costs (two happen at start in Lambda mode, together).
 moto_ms=$(env "${aws_env[@]}" .venv/bin/python - <<'EOF'
 import boto3, os, statistics, time
-ssm = boto3.client("ssm", endpoint_url=os.environ["AWS_ENDPOINT_URL_SSM"])
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ["AWS_ENDPOINT_URL_SSM"])
 ssm.get_parameter(Name="/conditional-recording/rules")
 samples = []
 for _ in range(30):

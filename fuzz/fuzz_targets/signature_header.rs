@@ -125,9 +125,9 @@ fn run(data: &[u8]) -> Result<()> {
             .insert("x-twilio-signature", header.clone());
     }
     let (status, answer) = check_response(&block_on(APP.handle(request)));
-    let valid = present.is_some()
-        && value.len() <= 64
-        && is_valid(&[OLD_TOKEN, SAMPLE_TOKEN], SIGNED_URL, &sent, &value);
+    // A header that is not visible ASCII cannot be read as text, and counts as missing.
+    let readable = present.as_ref().is_some_and(|h| h.to_str().is_ok());
+    let valid = readable && is_valid(&[OLD_TOKEN, SAMPLE_TOKEN], SIGNED_URL, &sent, &value);
     if valid {
         assert_ne!(status, 403, "a valid signature is accepted: {answer}");
     } else {

@@ -76,7 +76,7 @@ impl Conditions {
             if index >= first {
                 break;
             }
-            if self.list[index].matches(attributes) {
+            if self.list.get(index).is_some_and(|c| c.matches(attributes)) {
                 first = index;
                 break;
             }
