@@ -13,12 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::signature::sign;
 use serde_json::{Value, json};
 use standin::{Fault, Recorded, StandIn, task_path};
 use support::{
     CALLER_DATA, CHAT, Callback, Connection, INBOUND, Logs, OUTBOUND, Response, Server, TempDir,
-    request,
 };
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -110,7 +108,7 @@ impl Setup {
     /// Posts the callback, signed for the server's URL.
     fn send(&self, callback: &Callback) -> Response {
         self.track(callback);
-        self.server.send(&signed(callback, &self.server.url))
+        self.server.send(&callback.signed(TOKEN, &self.server.url))
     }
 
     /// Posts the callback; asserts the answer is `200 {}` and returns how long it took.
@@ -149,29 +147,6 @@ impl Setup {
 /// (WorkspaceSid, TaskSid) of the callback.
 fn task_of(callback: &Callback) -> (&str, &str) {
     (callback.get("WorkspaceSid"), callback.get("TaskSid"))
-}
-
-/// The `Host` the server printed.
-fn host(url: &str) -> &str {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-}
-
-/// A POST of the callback to `/assignment`, signed with the token for `url`.
-fn signed(callback: &Callback, url: &str) -> Vec<u8> {
-    let signature = sign(TOKEN, url, &callback.params);
-    request(
-        "POST",
-        "/assignment",
-        &[
-            ("Host", host(url)),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &signature),
-        ],
-        callback.encode().as_bytes(),
-    )
 }
 
 /// The requests for the callback's task.
@@ -716,19 +691,7 @@ fn an_unsigned_callback_is_refused_and_writes_nothing() {
     let setup = Setup::start(EXCLUDE_OUTBOUND, &[]);
     let callback = Callback::new(INBOUND);
     setup.serve_task(&callback);
-    let forged = request(
-        "POST",
-        "/assignment",
-        &[
-            ("Host", host(&setup.server.url)),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            (
-                "X-Twilio-Signature",
-                &sign(TOKEN, "http://elsewhere/", &callback.params),
-            ),
-        ],
-        callback.encode().as_bytes(),
-    );
+    let forged = callback.signed_for(TOKEN, &setup.server.url, "/assignment", "http://elsewhere/");
     setup.server.send(&forged).expect_error(403);
 
     let (standin, _) = setup.finish(|_| false);
@@ -833,7 +796,7 @@ fn several_callbacks_at_once_are_each_annotated() {
                 scope.spawn(move || {
                     let started = Instant::now();
                     let mut connection = Connection::open(addr);
-                    connection.send(&signed(callback, url));
+                    connection.send(&callback.signed(TOKEN, url));
                     let answer = connection.response().expect_json(200);
                     (answer, started.elapsed())
                 })

@@ -7,10 +7,9 @@ mod support;
 use std::process::Output;
 
 use aws_sdk_ssm::types::ParameterType;
-use conditional_recording::signature::sign;
 use moto::{Moto, aws_env};
 use serde_json::Value;
-use support::{CHAT, Callback, INBOUND, OUTBOUND, Server, TempDir, command, request};
+use support::{CHAT, Callback, INBOUND, OUTBOUND, Server, TempDir, command};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -20,32 +19,6 @@ fn metric_lines(logs: &support::Logs) -> Vec<Value> {
         .into_iter()
         .filter(|l| l["_aws"]["CloudWatchMetrics"].is_array())
         .collect()
-}
-
-/// A callback to `url`'s host, signed for `signed_for`.
-fn signed_as(callback: &Callback, url: &str, signed_for: &str) -> Vec<u8> {
-    let host = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    request(
-        "POST",
-        "/assignment",
-        &[
-            ("Host", host),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            (
-                "X-Twilio-Signature",
-                &sign(TOKEN, signed_for, &callback.params),
-            ),
-        ],
-        callback.encode().as_bytes(),
-    )
-}
-
-fn signed(callback: &Callback, url: &str) -> Vec<u8> {
-    signed_as(callback, url, url)
 }
 
 #[test]
@@ -148,19 +121,20 @@ fn signature_rejections_and_refresh_failures_are_counted() {
     let server = Server::start_with(&env);
     let callback = Callback::new(INBOUND);
     server
-        .send(&signed(&callback, &server.url))
+        .send(&callback.signed(TOKEN, &server.url))
         .expect_json(200);
     server.post_form(&callback.encode()).expect_error(403);
-    let elsewhere = signed_as(
-        &callback,
+    let elsewhere = callback.signed_for(
+        TOKEN,
         &server.url,
+        "/assignment",
         "http://elsewhere.example/assignment",
     );
     server.send(&elsewhere).expect_error(403);
     moto.stop();
     std::thread::sleep(std::time::Duration::from_millis(1200));
     server
-        .send(&signed(&callback, &server.url))
+        .send(&callback.signed(TOKEN, &server.url))
         .expect_json(200);
     let logs = server.stop();
 

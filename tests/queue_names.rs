@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::signature::sign;
 use serde_json::{Value, json};
 use standin::{Fault, StandIn, queue_path};
 use support::{
     CALLER_DATA, CHAT, Callback, Connection, INBOUND, Logs, OUTBOUND, Response, Server, TempDir,
-    request,
 };
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -70,7 +68,7 @@ impl Setup {
 
     /// Posts the callback, signed for the server's URL.
     fn send(&self, callback: &Callback) -> Response {
-        self.server.send(&signed(callback, &self.server.url))
+        self.server.send(&callback.signed(TOKEN, &self.server.url))
     }
 
     /// Posts the callback and returns its 200 JSON answer.
@@ -106,29 +104,6 @@ impl Setup {
         let logs = self.server.stop();
         (self.standin, logs)
     }
-}
-
-/// The `Host` the server printed.
-fn host(url: &str) -> &str {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-}
-
-/// A POST of the callback to `/assignment`, signed with the token for `url`.
-fn signed(callback: &Callback, url: &str) -> Vec<u8> {
-    let signature = sign(TOKEN, url, &callback.params);
-    request(
-        "POST",
-        "/assignment",
-        &[
-            ("Host", host(url)),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &signature),
-        ],
-        callback.encode().as_bytes(),
-    )
 }
 
 /// A new callback (its own task and reservation) for the account, workspace and queue of
@@ -634,7 +609,7 @@ fn concurrent_callbacks_on_a_hanging_api_are_all_answered_in_time() {
                 scope.spawn(move || {
                     let started = Instant::now();
                     let mut connection = Connection::open(addr);
-                    connection.send(&signed(callback, url));
+                    connection.send(&callback.signed(TOKEN, url));
                     let answer = connection.response().expect_json(200);
                     (answer, started.elapsed())
                 })

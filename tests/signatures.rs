@@ -16,34 +16,6 @@ const OLD_TOKEN: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NEW_TOKEN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
 
-/// The `Host` every request here sends: the address `serve` printed.
-fn host(url: &str) -> &str {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-}
-
-/// A POST of `callback` to `path` of `url`'s host, signed with `token` for `url`.
-fn signed(path: &str, callback: &Callback, token: &str, url: &str) -> Vec<u8> {
-    signed_to(path, callback, token, url, host(url))
-}
-
-/// The same, with an explicit `Host` header.
-fn signed_to(path: &str, callback: &Callback, token: &str, url: &str, host: &str) -> Vec<u8> {
-    let signature = sign(token, url, &callback.params);
-    request(
-        "POST",
-        path,
-        &[
-            ("Host", host),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &signature),
-        ],
-        callback.encode().as_bytes(),
-    )
-}
-
 #[test]
 fn a_signed_callback_is_answered_and_everything_else_refused() {
     let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN)]);
@@ -53,7 +25,7 @@ fn a_signed_callback_is_answered_and_everything_else_refused() {
     );
     let callback = Callback::new(INBOUND);
 
-    let answer = server.send(&signed("/assignment", &callback, TOKEN, &server.url));
+    let answer = server.send(&callback.signed(TOKEN, &server.url));
     assert_eq!(
         answer.expect_json(200)["conference_record"],
         "record-from-start"
@@ -62,12 +34,8 @@ fn a_signed_callback_is_answered_and_everything_else_refused() {
     let missing = server.send(&post_form("/assignment", &callback.encode()));
     assert_eq!(missing.expect_error(403), "X-Twilio-Signature is missing");
 
-    let wrong_token = server.send(&signed(
-        "/assignment",
-        &callback,
-        "ffffffffffffffffffffffffffffffff",
-        &server.url,
-    ));
+    let wrong_token =
+        server.send(&callback.signed("ffffffffffffffffffffffffffffffff", &server.url));
     assert_eq!(
         wrong_token.expect_error(403),
         "X-Twilio-Signature is not valid for this URL and body"
@@ -91,18 +59,17 @@ fn a_signed_callback_is_answered_and_everything_else_refused() {
     server.send(&forged).expect_error(403);
 
     // Signed for another URL.
-    let elsewhere = signed_to(
-        "/assignment",
-        &callback,
+    let elsewhere = callback.signed_for(
         TOKEN,
+        &server.url,
+        "/assignment",
         "https://example.com/assignment",
-        host(&server.url),
     );
     server.send(&elsewhere).expect_error(403);
 
     // An undocumented parameter is covered by the signature too.
     let extra = callback.clone().add("FutureParameter", "x");
-    let answer = server.send(&signed("/assignment", &extra, TOKEN, &server.url));
+    let answer = server.send(&extra.signed(TOKEN, &server.url));
     answer.expect_json(200);
 
     let logs = server.stop();
@@ -122,7 +89,7 @@ fn the_query_string_is_signed_as_sent() {
     let callback = Callback::new(INBOUND);
     let path = "/assignment?tenant=acme&x=a%20b&y=c+d&z='q'";
     let url = format!("http://{}{path}", server.addr);
-    let answer = server.send(&signed(path, &callback, TOKEN, &url));
+    let answer = server.send(&callback.signed_for(TOKEN, &url, path, &url));
     answer.expect_json(200);
     // The same query re-encoded is a different URL.
     let reencoded = format!(
@@ -130,7 +97,7 @@ fn the_query_string_is_signed_as_sent() {
         server.addr
     );
     server
-        .send(&signed(path, &callback, TOKEN, &reencoded))
+        .send(&callback.signed_for(TOKEN, &url, path, &reencoded))
         .expect_error(403);
 }
 
@@ -139,16 +106,12 @@ fn public_url_is_the_only_url_a_signature_may_cover() {
     let public = "https://calls.example.com/twilio/assignment?tenant=acme";
     let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("PUBLIC_URL", public)]);
     let callback = Callback::new(INBOUND);
-    let host = host(&server.url);
-    server
-        .send(&signed_to("/assignment", &callback, TOKEN, public, host))
-        .expect_json(200);
+    let on = |signed_for: &str| callback.signed_for(TOKEN, &server.url, "/assignment", signed_for);
+    server.send(&on(public)).expect_json(200);
     let with_port = "https://calls.example.com:443/twilio/assignment?tenant=acme";
+    server.send(&on(with_port)).expect_json(200);
     server
-        .send(&signed_to("/assignment", &callback, TOKEN, with_port, host))
-        .expect_json(200);
-    server
-        .send(&signed("/assignment", &callback, TOKEN, &server.url))
+        .send(&callback.signed(TOKEN, &server.url))
         .expect_error(403);
 }
 
@@ -158,19 +121,19 @@ fn callbacks_for_another_account_are_refused() {
     let ours = callback.get("AccountSid").to_owned();
     let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("TWILIO_ACCOUNT_SID", &ours)]);
     server
-        .send(&signed("/assignment", &callback, TOKEN, &server.url))
+        .send(&callback.signed(TOKEN, &server.url))
         .expect_json(200);
     let other = callback
         .clone()
         .set("AccountSid", "AC0123456789abcdef0123456789abcdef");
-    let refused = server.send(&signed("/assignment", &other, TOKEN, &server.url));
+    let refused = server.send(&other.signed(TOKEN, &server.url));
     assert_eq!(
         refused.expect_error(403),
         "the callback is for another account"
     );
     let none = callback.remove("AccountSid");
     server
-        .send(&signed("/assignment", &none, TOKEN, &server.url))
+        .send(&none.signed(TOKEN, &server.url))
         .expect_error(403);
 }
 
@@ -241,11 +204,7 @@ fn a_rotated_token_is_picked_up_with_an_overlap() {
     ]);
     let server = Server::start_with(&env);
     let callback = Callback::new(INBOUND);
-    let with = |token: &str| {
-        server
-            .send(&signed("/assignment", &callback, token, &server.url))
-            .status
-    };
+    let with = |token: &str| server.send(&callback.signed(token, &server.url)).status;
 
     assert_eq!(
         (with(OLD_TOKEN), with(NEW_TOKEN)),
@@ -281,7 +240,7 @@ fn tokens_that_cannot_be_read_refuse_callbacks_rather_than_answer_them_unchecked
     env.push(("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER));
     let server = Server::start_with(&env);
     let callback = Callback::new(INBOUND);
-    let response = server.send(&signed("/assignment", &callback, TOKEN, &server.url));
+    let response = server.send(&callback.signed(TOKEN, &server.url));
     assert_eq!(
         response.expect_error(503),
         "signatures cannot be checked: no auth token is available"

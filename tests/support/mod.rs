@@ -577,6 +577,36 @@ impl Callback {
     pub fn encode(&self) -> String {
         form(&self.params)
     }
+
+    /// A POST of this callback to `/assignment` at `url`'s host, signed with `token` for
+    /// `url`, as TaskRouter sends it.
+    pub fn signed(&self, token: &str, url: &str) -> Vec<u8> {
+        self.signed_for(token, url, "/assignment", url)
+    }
+
+    /// A POST of this callback to `path` at `url`'s host, signed with `token` for
+    /// `signed_for` (another URL, to show what a mismatch does).
+    pub fn signed_for(&self, token: &str, url: &str, path: &str, signed_for: &str) -> Vec<u8> {
+        let signature = conditional_recording::signature::sign(token, signed_for, &self.params);
+        request(
+            "POST",
+            path,
+            &[
+                ("Host", host(url)),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &signature),
+            ],
+            self.encode().as_bytes(),
+        )
+    }
+}
+
+/// The authority of an `http://` URL: the `Host` a request to it sends.
+pub fn host(url: &str) -> &str {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// A percent-encoded `application/x-www-form-urlencoded` body.
