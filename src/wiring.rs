@@ -7,7 +7,7 @@ use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::handler::{App, Settings, Signatures};
 use crate::rules::{self, Rules};
-use crate::sources::cache::{Cached, SystemClock};
+use crate::sources::cache::{Cached, FETCH_DEADLINE, SystemClock, deadline_passed};
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AuthTokens, TokenSource};
 use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
@@ -120,19 +120,17 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
         }
     };
 
-    // The first fetches, together: this also opens the TLS connection to SSM before the
-    // first caller needs it.
-    let first_rules = async {
-        if let AnyRules::Parameter(cache) = &rules {
-            cache.refresh().await;
-        }
+    let rules_cache = match &rules {
+        AnyRules::Parameter(cache) => Some(cache),
+        AnyRules::Static(_) => None,
     };
-    let first_tokens = async {
-        if let Some(TokenSource::Parameter(cache)) = tokens.as_deref() {
-            cache.refresh().await;
-        }
+    let tokens_cache = match tokens.as_deref() {
+        Some(TokenSource::Parameter(cache)) => Some(cache),
+        _ => None,
     };
-    tokio::join!(first_rules, first_tokens);
+    if let Some(client) = &client {
+        first_fetches(client, rules_cache, tokens_cache).await;
+    }
     if queue_names.is_none()
         && rules
             .current()
@@ -157,4 +155,47 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             annotator,
         },
     })
+}
+
+/// The first reads of the rules and the tokens: both in one GetParameters call when both are
+/// parameters (one round trip, and the one TLS connection later refreshes reuse), each alone
+/// otherwise, or when SSM refuses the call as a whole (reading them alone then says which one
+/// is at fault).
+async fn first_fetches(
+    client: &aws_sdk_ssm::Client,
+    rules: Option<&crate::sources::ParameterRules>,
+    tokens: Option<&Cached<AuthTokens, ssm::Parameter>>,
+) {
+    let (Some(rules), Some(tokens)) = (rules, tokens) else {
+        if let Some(rules) = rules {
+            rules.refresh().await;
+        }
+        if let Some(tokens) = tokens {
+            tokens.refresh().await;
+        }
+        return;
+    };
+    let names = [rules.name(), tokens.name()];
+    let together = tokio::time::timeout(FETCH_DEADLINE, ssm::get_together(client, &names)).await;
+    let fetched = match together {
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(ssm::TogetherFailed::Refused(_))) => vec![None, None],
+        Ok(Err(ssm::TogetherFailed::Unreachable(cause))) => vec![Some(Err(cause)); 2],
+        Err(_) => vec![Some(Err(deadline_passed())); 2],
+    };
+    let mut fetched = fetched.into_iter();
+    let (rules_fetched, tokens_fetched) = (fetched.next().flatten(), fetched.next().flatten());
+    let rules_first = async {
+        match rules_fetched {
+            Some(result) => rules.settle(result),
+            None => rules.refresh().await,
+        }
+    };
+    let tokens_first = async {
+        match tokens_fetched {
+            Some(result) => tokens.settle(result),
+            None => tokens.refresh().await,
+        }
+    };
+    tokio::join!(rules_first, tokens_first);
 }

@@ -7,11 +7,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
-use moto::{Moto, Silent, aws_env};
+use moto::{Moto, Silent, SlowProxy, aws_env};
 use serde_json::Value;
 use support::{Callback, INBOUND, OUTBOUND, Server};
 
 const PARAMETER: &str = "/conditional-recording/rules";
+const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
+/// The documented test token (not a secret).
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// TaskRouter ignores an answer that takes longer.
 const TASKROUTER_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -23,9 +26,13 @@ const INVALID: &str =
     r#"{"enabled": true, "exclude_attributes": [{"key": "direction", "regex": "(inbound"}]}"#;
 
 fn serve(endpoint: &str, extra: &[(&str, &str)]) -> Server {
+    serve_rules(endpoint, PARAMETER, extra)
+}
+
+fn serve_rules(endpoint: &str, rules_parameter: &str, extra: &[(&str, &str)]) -> Server {
     let aws = aws_env(endpoint);
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.push(("RULES_PARAMETER", PARAMETER));
+    env.push(("RULES_PARAMETER", rules_parameter));
     env.extend_from_slice(extra);
     Server::start_with(&env)
 }
@@ -258,4 +265,116 @@ fn a_missing_parameter_is_picked_up_once_published() {
         "{}",
         logs.text()
     );
+}
+
+#[test]
+fn rules_and_token_are_read_in_one_call_at_start() {
+    let moto = Moto::start();
+    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
+    let proxy = SlowProxy::start(moto.port);
+    let server = serve(
+        &proxy.endpoint(),
+        &[("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER)],
+    );
+    assert_eq!(proxy.operations(), ["GetParameters"], "at start");
+
+    let answer = server
+        .send(&Callback::new(INBOUND).signed(TOKEN, &server.url))
+        .expect_json(200);
+    assert_eq!(answer["conference_record"], "do-not-record");
+    assert_eq!(
+        proxy.operations(),
+        ["GetParameters"],
+        "nothing more within the TTL"
+    );
+    let logs = server.stop();
+    for message in ["rules loaded", "auth tokens loaded"] {
+        let loaded = lines_with_message(&logs, message);
+        assert_eq!(loaded.len(), 1, "{message}: {}", logs.text());
+        assert_eq!(loaded[0]["version"], 1);
+    }
+    assert!(!logs.text().contains(TOKEN), "the token reached a log");
+}
+
+#[test]
+fn a_missing_token_parameter_is_named_and_the_rules_still_load() {
+    let moto = Moto::start();
+    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    let proxy = SlowProxy::start(moto.port);
+    let server = serve(
+        &proxy.endpoint(),
+        &[("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER)],
+    );
+    assert_eq!(
+        proxy.operations(),
+        ["GetParameters"],
+        "the one answer says which name is missing"
+    );
+    let refused = server.send(&Callback::new(INBOUND).signed(TOKEN, &server.url));
+    assert_eq!(
+        refused.expect_error(503),
+        "signatures cannot be checked: no auth token is available"
+    );
+    let logs = server.stop();
+    assert_eq!(lines_with_message(&logs, "rules loaded").len(), 1);
+    let failures = lines_with_message(
+        &logs,
+        "auth tokens refresh failed; keeping the last good document",
+    );
+    assert!(!failures.is_empty(), "{}", logs.text());
+    assert_eq!(failures[0]["parameter"], TOKEN_PARAMETER);
+    assert!(
+        failures[0]["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ParameterNotFound"),
+        "{}",
+        failures[0]
+    );
+}
+
+#[test]
+fn a_pinned_version_is_read_as_pinned() {
+    let moto = Moto::start();
+    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    assert_eq!(
+        moto.put(PARAMETER, EXCLUDE_OUTBOUND, ParameterType::SecureString),
+        2
+    );
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
+    let proxy = SlowProxy::start(moto.port);
+    let pinned = format!("{PARAMETER}:1");
+    let server = serve_rules(
+        &proxy.endpoint(),
+        &pinned,
+        &[("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER)],
+    );
+    assert_eq!(proxy.operations(), ["GetParameters"]);
+    let answer = server
+        .send(&Callback::new(INBOUND).signed(TOKEN, &server.url))
+        .expect_json(200);
+    assert_eq!(answer["conference_record"], "do-not-record", "version 1");
+    let logs = server.stop();
+    let loaded = lines_with_message(&logs, "rules loaded");
+    assert_eq!(loaded[0]["version"], 1, "{}", logs.text());
+}
+
+#[test]
+fn an_ssm_that_never_answers_at_start_fails_both_reads_once() {
+    let silent = Silent::start();
+    let server = serve(
+        &silent.endpoint(),
+        &[("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER)],
+    );
+    server
+        .send(&Callback::new(INBOUND).signed(TOKEN, &server.url))
+        .expect_error(503);
+    let logs = server.stop();
+    for what in ["rules", "auth tokens"] {
+        let message = format!("{what} refresh failed; keeping the last good document");
+        let failures = lines_with_message(&logs, &message);
+        assert!(!failures.is_empty(), "{what}: {}", logs.text());
+        assert_eq!(failures[0]["no_good_document"], true);
+    }
 }

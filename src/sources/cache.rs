@@ -117,11 +117,15 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
     pub async fn refresh(&self) {
         let fetched = match tokio::time::timeout(FETCH_DEADLINE, self.fetcher.fetch()).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "no answer within {} ms",
-                FETCH_DEADLINE.as_millis()
-            )),
+            Err(_) => Err(deadline_passed()),
         };
+        self.settle(fetched);
+    }
+
+    /// Takes the outcome of a fetch made elsewhere (start-up reads several documents in one
+    /// call) exactly as [`Cached::refresh`] takes its own: parsed, kept or rejected, and the
+    /// next fetch scheduled. Callers hold `refreshing` or are alone.
+    pub fn settle(&self, fetched: Result<Fetched, String>) {
         let parsed = fetched.and_then(|fetched| {
             (self.parse)(&fetched.text, fetched.version)
                 .map(|value| (value, fetched.version))
@@ -185,6 +189,11 @@ impl<T> State<T> {
     fn is_due(&self, now: Instant) -> bool {
         self.due.is_none_or(|due| now >= due)
     }
+}
+
+/// The cause a fetch that outlived [`FETCH_DEADLINE`] fails with.
+pub fn deadline_passed() -> String {
+    format!("no answer within {} ms", FETCH_DEADLINE.as_millis())
 }
 
 fn backoff(failures: u32, ttl: Duration) -> Duration {

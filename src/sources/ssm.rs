@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_ssm::error::DisplayErrorContext;
+use aws_sdk_ssm::error::{DisplayErrorContext, SdkError};
 
 use super::cache::{Fetch, Fetched};
 
@@ -73,7 +73,120 @@ impl Fetch for Parameter {
     }
 }
 
+/// Why one GetParameters call for several parameters gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TogetherFailed {
+    /// SSM did not answer (timeout, no connection): reading each parameter alone would not
+    /// do better now. The cause is one line, safe to log.
+    Unreachable(String),
+    /// SSM answered with an error (a name it refuses, a throttle): reading each alone tells
+    /// which parameter is at fault.
+    Refused(String),
+}
+
+/// Reads several parameters (at most 10, SSM's limit) in one GetParameters call, with
+/// decryption: start-up reads the rules and the auth tokens so, in one round trip and over
+/// one connection instead of one of each per parameter. The answer has an entry per name, in
+/// order: what a GetParameter of that name would have given, or `None` when the answer
+/// cannot be matched to the name (read it alone then).
+pub async fn get_together(
+    client: &aws_sdk_ssm::Client,
+    names: &[&str],
+) -> Result<Vec<Option<Result<Fetched, String>>>, TogetherFailed> {
+    let mut request = client.get_parameters().with_decryption(true);
+    for name in names {
+        request = request.names(*name);
+    }
+    let output = request.send().await.map_err(|e| {
+        let cause = one_line(&DisplayErrorContext(&e).to_string());
+        match e {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                TogetherFailed::Unreachable(cause)
+            }
+            _ => TogetherFailed::Refused(cause),
+        }
+    })?;
+    Ok(names
+        .iter()
+        .map(|name| {
+            if output.invalid_parameters().iter().any(|n| n == name) {
+                return Some(Err(
+                    "ParameterNotFound: SSM lists the name (or its version or label) as invalid"
+                        .to_owned(),
+                ));
+            }
+            let parameter = output.parameters().iter().find(|p| answers_to(p, name))?;
+            Some(match parameter.value() {
+                Some(text) => Ok(Fetched {
+                    text: text.to_owned(),
+                    version: Some(parameter.version()),
+                }),
+                None => Err("the parameter has no value".to_owned()),
+            })
+        })
+        .collect())
+}
+
+/// Whether a parameter in a GetParameters answer is the one asked for by `name`: by name or
+/// ARN, followed by the `:version` or `:label` selector when one was asked for.
+fn answers_to(parameter: &aws_sdk_ssm::types::Parameter, name: &str) -> bool {
+    [parameter.name(), parameter.arn()]
+        .into_iter()
+        .flatten()
+        .filter_map(|id| name.strip_prefix(id))
+        .any(|asked| match parameter.selector() {
+            Some(selector) => asked == selector,
+            // An answer without its selector (SSM emulators leave it out) can still be
+            // checked against a version asked for, though not against a label.
+            None => {
+                asked.is_empty()
+                    || asked.strip_prefix(':').and_then(|v| v.parse().ok())
+                        == Some(parameter.version())
+            }
+        })
+}
+
 /// Error chains can span lines; a log field should not.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ssm::types::Parameter;
+
+    const ARN: &str = "arn:aws:ssm:us-east-1:123456789012:parameter/cr/rules";
+
+    fn answered(selector: Option<&str>, version: i64) -> Parameter {
+        Parameter::builder()
+            .name("/cr/rules")
+            .arn(ARN)
+            .set_selector(selector.map(str::to_owned))
+            .version(version)
+            .value("{}")
+            .build()
+    }
+
+    #[test]
+    fn an_answer_is_matched_to_the_name_asked_for() {
+        let plain = answered(None, 3);
+        assert!(answers_to(&plain, "/cr/rules"));
+        assert!(answers_to(&plain, ARN));
+        assert!(!answers_to(&plain, "/cr/rule"));
+        assert!(!answers_to(&plain, "/cr/rules2"));
+        assert!(!answers_to(&plain, "/cr"));
+
+        // A pinned version, with or without the selector in the answer.
+        assert!(answers_to(&answered(Some(":3"), 3), "/cr/rules:3"));
+        assert!(answers_to(&answered(None, 3), "/cr/rules:3"));
+        assert!(answers_to(&answered(None, 3), &format!("{ARN}:3")));
+        assert!(!answers_to(&answered(None, 4), "/cr/rules:3"));
+        assert!(!answers_to(&answered(Some(":3"), 3), "/cr/rules"));
+
+        // A label can be checked only when the answer names it.
+        assert!(answers_to(&answered(Some(":live"), 7), "/cr/rules:live"));
+        assert!(!answers_to(&answered(None, 7), "/cr/rules:live"));
+        assert!(!answers_to(&answered(Some(":old"), 7), "/cr/rules:live"));
+    }
 }

@@ -157,11 +157,16 @@ impl Silent {
 
 /// A TCP proxy in front of an SSM endpoint whose answers can be held back: an SSM that
 /// answers, but slower than the service's timeouts. Forwards at once until
-/// [`SlowProxy::set_delay`] says otherwise; lives until the test process ends.
+/// [`SlowProxy::set_delay`] says otherwise, and notes which operations went through; lives
+/// until the test process ends.
 pub struct SlowProxy {
     pub port: u16,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    operations: Operations,
 }
+
+/// The `X-Amz-Target` of each request that went through, in order.
+type Operations = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl SlowProxy {
     /// Forwards to 127.0.0.1:`upstream`.
@@ -172,6 +177,8 @@ impl SlowProxy {
         let port = listener.local_addr().expect("addr").port();
         let delay_ms = Arc::new(AtomicU64::new(0));
         let delay = Arc::clone(&delay_ms);
+        let operations = Operations::default();
+        let seen = Arc::clone(&operations);
         std::thread::spawn(move || {
             while let Ok((client, _)) = listener.accept() {
                 let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream));
@@ -185,12 +192,17 @@ impl SlowProxy {
                 else {
                     continue;
                 };
-                std::thread::spawn(move || pipe(client_reader, server, None));
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || pipe(client_reader, server, None, Some(seen)));
                 let delay = Arc::clone(&delay);
-                std::thread::spawn(move || pipe(server_reader, client, Some(delay)));
+                std::thread::spawn(move || pipe(server_reader, client, Some(delay), None));
             }
         });
-        SlowProxy { port, delay_ms }
+        SlowProxy {
+            port,
+            delay_ms,
+            operations,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -202,13 +214,23 @@ impl SlowProxy {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// The SSM operations requested so far (`GetParameter`, `GetParameters`, ...), in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.operations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
-/// Copies `from` to `to` until either side closes, waiting `delay` before each chunk.
+/// Copies `from` to `to` until either side closes, waiting `delay` before each chunk and
+/// noting in `operations` the SSM operation each request names.
 fn pipe(
     mut from: TcpStream,
     mut to: TcpStream,
     delay: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    operations: Option<Operations>,
 ) {
     use std::io::{Read, Write};
     let mut buffer = [0u8; 16 * 1024];
@@ -217,6 +239,9 @@ fn pipe(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(operations) = &operations {
+            note_operations(&buffer[..n], operations);
+        }
         if let Some(delay) = &delay {
             let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(ms));
@@ -227,4 +252,22 @@ fn pipe(
     }
     let _ = to.shutdown(std::net::Shutdown::Both);
     let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// Requests to SSM name their operation in one header, `X-Amz-Target: AmazonSSM.<name>`; a
+/// request's headers arrive in one chunk on loopback.
+fn note_operations(chunk: &[u8], operations: &Operations) {
+    let text = String::from_utf8_lossy(chunk);
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("x-amz-target") {
+            let operation = value.trim().trim_start_matches("AmazonSSM.").to_owned();
+            operations
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(operation);
+        }
+    }
 }
