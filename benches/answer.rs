@@ -137,7 +137,7 @@ fn pipeline(rules: &Rules, tokens: &[&str], body: &[u8], signature: &str) -> Opt
         queue_name: None,
     };
     let decision = rules.decide(&task, FailPolicy::DoNotRecord);
-    Some(taskrouter::answer(&decision, rules.instruction()).to_string())
+    Some(taskrouter::answer(&decision, rules.instruction()).to_json())
 }
 
 fn answer(c: &mut Criterion) {

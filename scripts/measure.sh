@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures the release binary beside a hello-world lambda_http binary built the same way
-# (scripts/measure/hello, with this package's [profile.release]):
+# (scripts/measure/hello, with this package's [profile.release]), and in Lambda mode also
+# beside a hello world that reads one SSM parameter at init (hello-ssm), which isolates what
+# the service's own start costs beyond the read every start has to make:
 #   - start-to-ready: process start to the first answered request, in `serve` with file rules
 #     and in Lambda mode against a local Runtime API (cargo lambda watch) with rules and token
 #     from an SSM emulator (moto) on 127.0.0.1;
@@ -54,6 +56,7 @@ cp Cargo.lock "$hello_src/"
 CARGO_TARGET_DIR="$root/$out/hello-target" cargo build --release --quiet \
   --manifest-path "$hello_src/Cargo.toml"
 hello=$out/hello-target/release/hello
+hello_ssm=$out/hello-target/release/hello-ssm
 
 for b in "$bin" "$hello"; do
   file "$b" | grep -q 'not stripped' && { echo "$b is not stripped"; exit 1; }
@@ -131,6 +134,9 @@ lambda_bin=$(env -i PATH="$PATH" "${aws_env[@]}" \
   PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$bin")
 lambda_hello=$(env -i PATH="$PATH" PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
   PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$hello")
+lambda_hello_ssm=$(env -i PATH="$PATH" "${aws_env[@]}" HELLO_PARAMETER=/conditional-recording/rules \
+  PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$hello_ssm")
 # What one GetParameter to the emulator costs (two happen at start in Lambda mode, together).
 moto_ms=$(env "${aws_env[@]}" .venv/bin/python - <<'EOF'
 import boto3, os, statistics, time
@@ -156,13 +162,16 @@ r = {
     "arm64_bootstrap_bytes": {"conditional-recording": $arm_bin, "hello": $arm_hello},
     "arm64_bootstrap_zip_bytes": {"conditional-recording": $arm_zip, "hello": $arm_hello_zip},
     "serve": {"conditional-recording": $serve_bin, "hello": $serve_hello},
-    "lambda": {"conditional-recording": $lambda_bin, "hello": $lambda_hello},
+    "lambda": {"conditional-recording": $lambda_bin, "hello": $lambda_hello, "hello-ssm": $lambda_hello_ssm},
     "moto_get_parameter_median_ms": $moto_ms,
 }
 for mode in ("serve", "lambda"):
     ours, base = r[mode]["conditional-recording"], r[mode]["hello"]
     r[mode]["start_to_ready_ratio"] = round(
         ours["start_to_ready"]["median_ms"] / base["start_to_ready"]["median_ms"], 2)
+r["lambda"]["start_to_ready_ratio_to_hello_ssm"] = round(
+    r["lambda"]["conditional-recording"]["start_to_ready"]["median_ms"]
+    / r["lambda"]["hello-ssm"]["start_to_ready"]["median_ms"], 2)
 json.dump(r, open(sys.argv[1], "w"), indent=2)
 
 def mb(b): return "-" if b is None else f"{b / 1e6:.2f} MB"
@@ -173,6 +182,9 @@ for mode in ("serve", "lambda"):
           f"{base['start_to_ready']['median_ms']:>11} ms{r[mode]['start_to_ready_ratio']:>7}x")
     print(f"{'RSS after ' + str(ours['requests']) + ' requests, ' + mode:34}{ours['rss_kib'] / 1024:>21.1f} MiB"
           f"{base['rss_kib'] / 1024:>10.1f} MiB")
+print(f"{'start-to-ready, lambda, beside':34}{r['lambda']['conditional-recording']['start_to_ready']['median_ms']:>21} ms"
+      f"{r['lambda']['hello-ssm']['start_to_ready']['median_ms']:>11} ms{r['lambda']['start_to_ready_ratio_to_hello_ssm']:>7}x"
+      "  (hello world + one GetParameter)")
 print(f"{'stripped binary (this machine)':34}{mb(r['stripped_bytes']['conditional-recording']):>24}{mb(r['stripped_bytes']['hello']):>14}")
 print(f"{'arm64 bootstrap':34}{mb(r['arm64_bootstrap_bytes']['conditional-recording']):>24}{mb(r['arm64_bootstrap_bytes']['hello']):>14}")
 print(f"{'arm64 bootstrap, zipped':34}{mb(r['arm64_bootstrap_zip_bytes']['conditional-recording']):>24}{mb(r['arm64_bootstrap_zip_bytes']['hello']):>14}")

@@ -7,7 +7,7 @@ use std::time::Instant;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::AnswerMode;
 use crate::metrics;
@@ -141,14 +141,15 @@ impl<S: RulesSource> App<S> {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         match self.answer(&request, started).await {
-            Ok(answer) => json_response(StatusCode::OK, &answer),
+            Ok(answer) => json_response(StatusCode::OK, answer),
             Err(rejection) => {
                 let status = rejection.status();
                 tracing::warn!(status = status.as_u16(), error = %rejection, "callback rejected");
                 if let Some(cause) = rejection.signature_cause() {
                     metrics::signature_rejected(cause);
                 }
-                let mut response = json_response(status, &json!({"error": rejection.to_string()}));
+                let body = json!({"error": rejection.to_string()}).to_string();
+                let mut response = json_response(status, body);
                 if status == StatusCode::METHOD_NOT_ALLOWED {
                     response
                         .headers_mut()
@@ -159,7 +160,7 @@ impl<S: RulesSource> App<S> {
         }
     }
 
-    async fn answer(&self, request: &Request, started: Instant) -> Result<Value, Rejection> {
+    async fn answer(&self, request: &Request, started: Instant) -> Result<String, Rejection> {
         // Tokens (for the signature) and rules may each need a refresh: side by side, so two
         // slow fetches cost the time of one.
         let (callback, loaded) = tokio::join!(self.accept(request), self.rules.current());
@@ -189,13 +190,13 @@ impl<S: RulesSource> App<S> {
                 self.annotate(&callback, record, reason, rules_version, started)
                     .await;
             }
-            return Ok(json!({}));
+            return Ok("{}".to_owned());
         }
         let pass_through = match &loaded {
             Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
             None => Cow::Owned(serde_json::Map::new()),
         };
-        Ok(taskrouter::answer(&decision, &pass_through))
+        Ok(taskrouter::answer(&decision, &pass_through).to_json())
     }
 
     /// The checks before any decision: route, method, body, form, account, signature, and
@@ -453,8 +454,8 @@ fn is_form(request: &Request) -> bool {
         })
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -7,11 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::rules::Decision;
 
-/// An assignment callback as TaskRouter posts it (SPEC section 2).
+/// The fields of an assignment callback we read (SPEC section 2). The signature is checked
+/// on all parameters, documented or not, before these are taken out of them.
 #[derive(Debug, Clone)]
 pub struct AssignmentCallback {
-    /// Every parameter as sent, in order, documented or not (the signature covers them all).
-    pub params: Vec<(String, String)>,
     pub task_sid: String,
     pub reservation_sid: String,
     pub task_attributes: String,
@@ -82,21 +81,33 @@ impl AssignmentCallback {
                 });
             }
         }
-        let required = |name| {
-            single(&params, name)?
-                .map(str::to_owned)
-                .ok_or(CallbackError::Missing(name))
+        for name in ["TaskSid", "ReservationSid", "TaskAttributes"] {
+            if single(&params, name)?.is_none() {
+                return Err(CallbackError::Missing(name));
+            }
+        }
+        // Each field appears at most once (the SID fields were checked in the first loop): its
+        // value is moved, not copied.
+        let mut callback = AssignmentCallback {
+            task_sid: String::new(),
+            reservation_sid: String::new(),
+            task_attributes: String::new(),
+            task_queue_sid: None,
+            workspace_sid: None,
+            account_sid: None,
         };
-        let optional = |name| single(&params, name).map(|v| v.map(str::to_owned));
-        Ok(AssignmentCallback {
-            task_sid: required("TaskSid")?,
-            reservation_sid: required("ReservationSid")?,
-            task_attributes: required("TaskAttributes")?,
-            task_queue_sid: optional("TaskQueueSid")?,
-            workspace_sid: optional("WorkspaceSid")?,
-            account_sid: optional("AccountSid")?,
-            params,
-        })
+        for (name, value) in params {
+            match name.as_str() {
+                "TaskSid" => callback.task_sid = value,
+                "ReservationSid" => callback.reservation_sid = value,
+                "TaskAttributes" => callback.task_attributes = value,
+                "TaskQueueSid" => callback.task_queue_sid = Some(value),
+                "WorkspaceSid" => callback.workspace_sid = Some(value),
+                "AccountSid" => callback.account_sid = Some(value),
+                _ => {}
+            }
+        }
+        Ok(callback)
     }
 }
 
@@ -124,53 +135,58 @@ pub fn parse_attributes(text: &str) -> Option<Value> {
         .filter(Value::is_object)
 }
 
-/// The answer body for a decision: `{}` for a task that is not a call, else a `conference`
-/// instruction with the document's pass-through keys.
-pub fn answer(decision: &Decision, pass_through: &Map<String, Value>) -> Value {
+/// The answer for a decision: `{}` for a task that is not a call, else a `conference`
+/// instruction with the document's pass-through keys. Serialises straight to the body.
+pub fn answer<'a>(decision: &Decision, pass_through: &'a Map<String, Value>) -> Answer<'a> {
     match decision {
-        Decision::NotACall => Value::Object(Map::new()),
-        Decision::Conference { record, .. } => {
-            let instruction = ConferenceInstruction {
-                instruction: "conference",
-                conference_record: decision.outcome(),
-                pass_through: PassThrough {
-                    keys: pass_through,
-                    record: *record,
-                },
-            };
-            serde_json::to_value(instruction).unwrap_or_else(|_| fallback(decision))
-        }
+        Decision::NotACall => Answer::Nothing,
+        Decision::Conference { record, .. } => Answer::Conference {
+            conference_record: decision.outcome(),
+            pass_through,
+            record: *record,
+        },
     }
 }
 
-/// Serialising a map of JSON values cannot fail; this keeps the answer well-formed anyway.
-fn fallback(decision: &Decision) -> Value {
-    serde_json::json!({"instruction": "conference", "conference_record": decision.outcome()})
+/// An answer body, see [`answer`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer<'a> {
+    Nothing,
+    Conference {
+        conference_record: &'static str,
+        /// The document's pass-through keys. When the call is not to be recorded, `record`
+        /// (which records the worker's leg) is dropped, so no pass-through can record an
+        /// excluded call.
+        pass_through: &'a Map<String, Value>,
+        record: bool,
+    },
 }
 
-#[derive(Serialize)]
-struct ConferenceInstruction<'a> {
-    instruction: &'static str,
-    conference_record: &'static str,
-    #[serde(flatten)]
-    pass_through: PassThrough<'a>,
+impl Answer<'_> {
+    /// The body, as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serialising strings and JSON values into a String cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
 }
 
-/// Pass-through keys. When the call is not to be recorded, `record` (which records the
-/// worker's leg) is dropped, so no pass-through can record an excluded call.
-struct PassThrough<'a> {
-    keys: &'a Map<String, Value>,
-    record: bool,
-}
-
-impl Serialize for PassThrough<'_> {
+impl Serialize for Answer<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.keys {
-            if key == "record" && !self.record {
-                continue;
+        if let Answer::Conference {
+            conference_record,
+            pass_through,
+            record,
+        } = self
+        {
+            map.serialize_entry("instruction", "conference")?;
+            map.serialize_entry("conference_record", conference_record)?;
+            for (key, value) in *pass_through {
+                if key == "record" && !record {
+                    continue;
+                }
+                map.serialize_entry(key, value)?;
             }
-            map.serialize_entry(key, value)?;
         }
         map.end()
     }

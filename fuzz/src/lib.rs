@@ -156,7 +156,9 @@ pub fn check_decision(rules: &Rules, task: &Task<'_>, policy: FailPolicy, decisi
             assert!(task.queue_name.is_none() && rules.names_queues());
         }
     }
-    let answer = taskrouter::answer(&decision, rules.instruction());
+    let answer: serde_json::Value =
+        serde_json::from_str(&taskrouter::answer(&decision, rules.instruction()).to_json())
+            .expect("the answer is JSON");
     check_decision_body(&answer);
     if decision != Decision::NotACall {
         assert_eq!(answer["conference_record"], decision.outcome());
