@@ -372,8 +372,10 @@ impl<S> App<S> {
         let signature = request
             .headers()
             .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .ok_or(Rejection::SignatureMissing)?;
+            .ok_or(Rejection::SignatureMissing)?
+            // A signature is base64: a header with anything else in it is present but wrong.
+            .to_str()
+            .map_err(|_| Rejection::SignatureInvalid)?;
         let tokens = tokens.current().await.ok_or(Rejection::TokensUnavailable)?;
         let url = match public_url {
             Some(url) => Cow::Borrowed(url.as_str()),

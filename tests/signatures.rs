@@ -34,6 +34,21 @@ fn a_signed_callback_is_answered_and_everything_else_refused() {
     let missing = server.send(&post_form("/assignment", &callback.encode()));
     assert_eq!(missing.expect_error(403), "X-Twilio-Signature is missing");
 
+    // Present, with bytes no base64 has: invalid, not missing.
+    let garbled = request(
+        "POST",
+        "/assignment",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", "sign\u{e9}=="),
+        ],
+        callback.encode().as_bytes(),
+    );
+    assert_eq!(
+        server.send(&garbled).expect_error(403),
+        "X-Twilio-Signature is not valid for this URL and body"
+    );
+
     let wrong_token =
         server.send(&callback.signed("ffffffffffffffffffffffffffffffff", &server.url));
     assert_eq!(
