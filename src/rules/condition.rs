@@ -82,7 +82,7 @@ pub(super) fn canonical_index(segment: &str) -> Option<usize> {
 }
 
 /// How a found value is compared.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Matcher {
     Equals(Scalar),
     AnyOf(ScalarSet),
@@ -151,7 +151,7 @@ impl Scalar {
 }
 
 /// A set of scalars with hash lookup, so an `any_of` of 10,000 entries costs one probe.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScalarSet {
     pub(super) strings: HashSet<String>,
     pub(super) numbers: HashSet<u64>,

@@ -6,9 +6,17 @@
 //! merged into one hash lookup (scalar to the lowest condition index), `prefix` as one
 //! lookup per distinct prefix length, `exists: true`, and regexes in document order. The
 //! walk keeps the lowest matching index, so the answer is the first match in document
-//! order, as a scan of the list would find it. Conditions the walk cannot see (`all`, and
-//! `exists: false`, which matches where there is nothing to walk) are tried afterwards, in
-//! order, only while they could still come first.
+//! order, as a scan of the list would find it.
+//!
+//! `exists: false` (which matches where there is nothing to walk) and the conditions inside
+//! `all` cannot lower that index alone. The walk sets a bit for each of them that holds in a
+//! small bit set on the stack: a node's bit when it reaches the node with a value that is not
+//! null (for `exists`), a condition's own bit when its matcher accepts the value there (for
+//! the others). After the walk they are decided from the bits, in document order, only while
+//! they could still come first. A list with more of them than the bit set holds has the rest
+//! resolved by path, one by one, as a scan would.
+
+use std::ops::Range;
 
 use regex::Regex;
 use serde_json::Value;
@@ -20,39 +28,76 @@ use super::condition::{AttributePath, Condition, Matcher, Scalar, canonical_inde
 /// match near the top (the default `voice_tasks`, the template's example).
 const SCAN_AT_MOST: usize = 4;
 
+/// How many bits a decision has for `exists: false` and the conditions inside `all`: a
+/// fixed array on the stack, so that a decision allocates nothing. Conditions beyond it are
+/// resolved by path after the walk, as before.
+const TRACKED_BITS: usize = 256;
+
 /// Conditions in document order, and the same conditions indexed by path.
 #[derive(Debug, Default)]
 pub struct Conditions {
     list: Vec<Condition>,
     root: Node,
-    /// Indexes of the conditions the walk cannot decide, ascending.
-    others: Vec<usize>,
+    /// The conditions decided after the walk, from the bits it set, ascending by index.
+    after: Vec<(usize, After)>,
+    /// The bits each [`After::Bits`] needs: (bit, whether it must be set).
+    wanted: Vec<(u16, bool)>,
+}
+
+#[derive(Debug)]
+enum After {
+    /// Matches when each bit of `wanted[range]` is as wanted.
+    Bits(Range<usize>),
+    /// Out of bits: resolved by path, as a scan would.
+    Resolve,
 }
 
 impl Conditions {
     pub fn new(list: Vec<Condition>) -> Conditions {
         let mut root = Node::default();
-        let mut others = Vec::new();
+        let mut after = Vec::new();
+        let mut wanted = Vec::new();
+        let mut next_bit = 0;
         for (index, condition) in list.iter().enumerate() {
+            let mut leaves = Vec::new();
             match condition {
                 Condition::Match {
-                    matcher: Matcher::Exists(false),
-                    ..
-                } => others.push(index),
+                    path,
+                    matcher: matcher @ Matcher::Exists(false),
+                } => leaves.push((path, matcher)),
                 Condition::Match { path, matcher } => {
-                    let mut node = &mut root;
-                    for segment in path.segments() {
-                        node = node.children.entry(segment.into()).or_default();
-                    }
-                    node.tests
-                        .get_or_insert_with(Box::default)
-                        .add(index, matcher);
+                    root.at(path).add(index, matcher);
+                    continue;
                 }
-                Condition::All(_) => others.push(index),
+                Condition::All(inner) => inner.iter().for_each(|c| c.leaves(&mut leaves)),
             }
+            // Each leaf takes at most one new bit; a condition gets bits for all or none.
+            if next_bit + leaves.len() > TRACKED_BITS {
+                after.push((index, After::Resolve));
+                continue;
+            }
+            let start = wanted.len();
+            for (path, matcher) in leaves {
+                let tests = root.at(path);
+                wanted.push(match matcher {
+                    // Present and not null is the walk reaching the node.
+                    Matcher::Exists(exists) => (tests.reach_bit(&mut next_bit), *exists),
+                    _ => {
+                        let bit = take(&mut next_bit);
+                        tests.inner.push((bit, index, matcher.clone()));
+                        (bit, true)
+                    }
+                });
+            }
+            after.push((index, After::Bits(start..wanted.len())));
         }
         root.index_elements();
-        Conditions { list, root, others }
+        Conditions {
+            list,
+            root,
+            after,
+            wanted,
+        }
     }
 
     /// The conditions, in document order.
@@ -70,18 +115,63 @@ impl Conditions {
 
     /// [`Conditions::first_match`] through the index, whatever the list's length.
     fn walk(&self, attributes: &Value) -> Option<usize> {
-        let mut first = usize::MAX;
-        self.root.walk(attributes, &mut first);
-        for &index in &self.others {
-            if index >= first {
+        let mut state = State {
+            first: usize::MAX,
+            bits: [0; TRACKED_BITS / 64],
+        };
+        if !attributes.is_null() {
+            self.root.walk(attributes, &mut state);
+        }
+        for (index, after) in &self.after {
+            if *index >= state.first {
                 break;
             }
-            if self.list.get(index).is_some_and(|c| c.matches(attributes)) {
-                first = index;
+            let matched = match after {
+                After::Bits(range) => self.wanted[range.clone()]
+                    .iter()
+                    .all(|&(bit, set)| state.bit(bit) == set),
+                After::Resolve => self.list[*index].matches(attributes),
+            };
+            if matched {
+                state.first = *index;
                 break;
             }
         }
-        (first != usize::MAX).then_some(first)
+        (state.first != usize::MAX).then_some(state.first)
+    }
+}
+
+fn take(next_bit: &mut usize) -> u16 {
+    let bit = *next_bit as u16;
+    *next_bit += 1;
+    bit
+}
+
+impl Condition {
+    /// The conditions of an `all`, nested ones included: it matches when they all do.
+    fn leaves<'c>(&'c self, out: &mut Vec<(&'c AttributePath, &'c Matcher)>) {
+        match self {
+            Condition::Match { path, matcher } => out.push((path, matcher)),
+            Condition::All(inner) => inner.iter().for_each(|c| c.leaves(out)),
+        }
+    }
+}
+
+/// What one decision's walk has found so far.
+struct State {
+    /// The lowest index of a condition that matches.
+    first: usize,
+    /// Which `exists` and `all` leaves hold, by the bits [`Conditions::new`] gave them.
+    bits: [u64; TRACKED_BITS / 64],
+}
+
+impl State {
+    fn set(&mut self, bit: u16) {
+        self.bits[usize::from(bit / 64)] |= 1 << (bit % 64);
+    }
+
+    fn bit(&self, bit: u16) -> bool {
+        self.bits[usize::from(bit / 64)] & (1 << (bit % 64)) != 0
     }
 }
 
@@ -94,6 +184,15 @@ struct Node {
 }
 
 impl Node {
+    /// The tests of the node at `path`, made on the way if need be.
+    fn at(&mut self, path: &AttributePath) -> &mut Tests {
+        let mut node = self;
+        for segment in path.segments() {
+            node = node.children.entry(segment.into()).or_default();
+        }
+        node.tests.get_or_insert_with(Box::default)
+    }
+
     fn index_elements(&mut self) {
         self.elements = self
             .children
@@ -105,27 +204,27 @@ impl Node {
         }
     }
 
-    /// Lowers `first` to the lowest index of a condition that matches at or below this node.
-    fn walk(&self, value: &Value, first: &mut usize) {
-        if value.is_null() {
-            return;
-        }
+    /// Runs the tests at and below this node on `value`, present and not null.
+    fn walk(&self, value: &Value, state: &mut State) {
         if let Some(tests) = &self.tests {
-            tests.run(value, first);
+            tests.run(value, state);
+        }
+        if self.children.is_empty() {
+            return;
         }
         match value {
             // Whichever side is smaller drives the walk: the rules' keys or the object's.
             Value::Object(members) if self.children.len() <= members.len() => {
                 for (segment, child) in &self.children {
                     if let Some(member) = members.get(&**segment) {
-                        child.walk(member, first);
+                        child.visit(member, state);
                     }
                 }
             }
-            Value::Object(members) if !self.children.is_empty() => {
+            Value::Object(members) => {
                 for (key, member) in members {
                     if let Some(child) = self.children.get(key.as_str()) {
-                        child.walk(member, first);
+                        child.visit(member, state);
                     }
                 }
             }
@@ -134,11 +233,19 @@ impl Node {
                     if let (Some(item), Some(child)) =
                         (items.get(*index), self.children.get(segment))
                     {
-                        child.walk(item, first);
+                        child.visit(item, state);
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Missing and null match nothing but `exists: false`, which the walk not reaching a
+    /// node decides.
+    fn visit(&self, value: &Value, state: &mut State) {
+        if !value.is_null() {
+            self.walk(value, state);
         }
     }
 }
@@ -155,6 +262,10 @@ struct Tests {
     prefix_lengths: Vec<usize>,
     /// In document order.
     regexes: Vec<(usize, Regex)>,
+    /// Set when the walk reaches this node: `exists` of `all` and `exists: false`.
+    reach: Option<u16>,
+    /// The other conditions of `all`s on this path: (bit, the `all`'s index, matcher).
+    inner: Vec<(u16, usize, Matcher)>,
 }
 
 impl Tests {
@@ -203,8 +314,23 @@ impl Tests {
         }
     }
 
+    /// The node's bit for the walk reaching it, given on first use.
+    fn reach_bit(&mut self, next_bit: &mut usize) -> u16 {
+        *self.reach.get_or_insert_with(|| take(next_bit))
+    }
+
     /// `value` is present and not null.
-    fn run(&self, value: &Value, first: &mut usize) {
+    fn run(&self, value: &Value, state: &mut State) {
+        if let Some(bit) = self.reach {
+            state.set(bit);
+        }
+        for (bit, index, matcher) in &self.inner {
+            // Once a condition before the `all` matched, the `all` cannot come first.
+            if *index < state.first && matcher.matches(Some(value)) {
+                state.set(*bit);
+            }
+        }
+        let first = &mut state.first;
         if let Some(index) = self.exists {
             *first = (*first).min(index);
         }
@@ -321,10 +447,23 @@ mod tests {
             any::<bool>().prop_map(|b| ("exists", json!(b))),
         ];
         let single = (path, matcher).prop_map(|((pk, p), (mk, m))| json!({pk: p, mk: m}));
+        let all = |inner: BoxedStrategy<Value>| {
+            prop::collection::vec(inner, 1..4).prop_map(|all| json!({"all": all}))
+        };
+        let nested = prop_oneof![3 => single.clone(), 1 => all(single.clone().boxed())];
         prop_oneof![
             4 => single.clone(),
-            1 => prop::collection::vec(single, 1..3).prop_map(|all| json!({"all": all})),
+            2 => all(single.boxed()),
+            1 => all(nested.boxed()),
         ]
+    }
+
+    /// Conditions that never match and take every bit of a decision, so that the
+    /// conditions after them are resolved by path.
+    fn bits_taken() -> Vec<Value> {
+        (0..super::TRACKED_BITS)
+            .map(|i| json!({"all": [{"key": format!("zz{i}"), "exists": true}]}))
+            .collect()
     }
 
     proptest! {
@@ -335,7 +474,12 @@ mod tests {
         fn the_walk_finds_the_first_match_a_scan_finds(
             conditions in prop::collection::vec(condition(), 0..12),
             attributes in attributes(),
+            out_of_bits in prop::bool::weighted(0.2),
         ) {
+            let conditions = match out_of_bits {
+                true => bits_taken().into_iter().chain(conditions).collect(),
+                false => conditions,
+            };
             let rules = Rules::from_value(&json!({"enabled": true, "exclude_attributes": conditions}))
                 .expect("a valid document");
             let list = &rules.exclude_attributes;
