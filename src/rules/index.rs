@@ -38,7 +38,7 @@ const SCAN_AT_MOST: usize = 4;
 
 /// How many bits a decision has for `exists: false` and the conditions inside `all`: a
 /// fixed array on the stack, so that a decision allocates nothing. Conditions beyond it are
-/// resolved by path after the walk, as before.
+/// resolved by path after the walk, as a scan would.
 const TRACKED_BITS: usize = 256;
 
 /// At an object, the walk looks each of its members up among the trie node's children
