@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures the release binary beside a hello-world lambda_http binary built the same way
 # (scripts/measure/hello, with this package's [profile.release]), and in Lambda mode also
-# beside a hello world that reads one SSM parameter at init (hello-ssm), which isolates what
-# the service's own start costs beyond the read every start has to make:
+# beside a hello world that reads one SSM parameter at init (scripts/measure/hello-ssm), which
+# isolates what the service's own start costs beyond the read every start has to make:
 #   - start-to-ready: process start to the first answered request, in `serve` with file rules
 #     and in Lambda mode against a local Runtime API (cargo lambda watch) with rules and token
 #     from an SSM emulator (moto) on 127.0.0.1;
@@ -41,22 +41,27 @@ echo "== building (release profile)"
 cargo build --release --quiet --bin conditional-recording
 bin=${CARGO_TARGET_DIR:-target}/release/conditional-recording
 
-# The hello world: its sources, this package's lock file (same crate versions) and this
+# The hello worlds: their sources, this package's lock file (same crate versions) and this
 # package's release profile, under target/.
+build_baseline() { # $1: name under scripts/measure
+  local src=$out/$1
+  rm -rf "$src"
+  mkdir -p "$src"
+  cp -r "scripts/measure/$1/src" "$src/"
+  cp Cargo.lock "$src/"
+  {
+    cat "scripts/measure/$1/Cargo.toml.in"
+    echo
+    awk '/^\[/ { on = ($0 == "[profile.release]") } on' Cargo.toml
+  } > "$src/Cargo.toml"
+  CARGO_TARGET_DIR="$root/$out/$1-target" cargo build --release --quiet \
+    --manifest-path "$src/Cargo.toml"
+}
+build_baseline hello
+build_baseline hello-ssm
 hello_src=$out/hello
-rm -rf "$hello_src"
-mkdir -p "$hello_src"
-cp -r scripts/measure/hello/src "$hello_src/"
-cp Cargo.lock "$hello_src/"
-{
-  cat scripts/measure/hello/Cargo.toml.in
-  echo
-  awk '/^\[/ { on = ($0 == "[profile.release]") } on' Cargo.toml
-} > "$hello_src/Cargo.toml"
-CARGO_TARGET_DIR="$root/$out/hello-target" cargo build --release --quiet \
-  --manifest-path "$hello_src/Cargo.toml"
 hello=$out/hello-target/release/hello
-hello_ssm=$out/hello-target/release/hello-ssm
+hello_ssm=$out/hello-ssm-target/release/hello-ssm
 
 for b in "$bin" "$hello"; do
   file "$b" | grep -q 'not stripped' && { echo "$b is not stripped"; exit 1; }
