@@ -82,7 +82,7 @@ if [ "$arm64" = 1 ]; then
   read -r arm_bin arm_zip < <(arm64_size . conditional-recording "$out/arm64")
   read -r arm_hello arm_hello_zip < <(arm64_size "$hello_src" hello "$out/hello-arm64")
 else
-  arm_bin=null arm_zip=null arm_hello=null arm_hello_zip=null
+  arm_bin=None arm_zip=None arm_hello=None arm_hello_zip=None # Python literals below
 fi
 
 echo "== start-to-ready and RSS"

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 
 fn run_lambda(config: Config) -> Result<(), String> {
     // Lambda hands a process one invocation at a time, so worker threads buy nothing; one
-    // thread measured 0.5 ms quicker to ready and 0.7 MiB smaller (BENCHMARKS.md).
+    // thread measured 0.5 ms quicker to ready and 0.6 MiB smaller (BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
