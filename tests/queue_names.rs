@@ -48,17 +48,13 @@ impl Setup {
     /// `env` is added after (and so overrides) the base URL, the token and the rules file.
     fn start(rules: &str, env: &[(&str, &str)]) -> Setup {
         let standin = StandIn::start();
-        let dir = TempDir::new();
-        let rules_file = dir.write("rules.json", rules);
-        let rules_file = rules_file.to_str().expect("a UTF-8 temp path").to_owned();
         let base_url = standin.base_url();
         let mut all = vec![
             ("TWILIO_API_BASE_URL", base_url.as_str()),
             ("TWILIO_AUTH_TOKEN", TOKEN),
-            ("RULES_FILE", rules_file.as_str()),
         ];
         all.extend_from_slice(env);
-        let server = Server::start_with(&all);
+        let (server, dir) = Server::start_on_rules(rules, &all);
         Setup {
             standin,
             server,

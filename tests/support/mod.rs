@@ -110,6 +110,17 @@ impl Server {
         Server::start_with(&[])
     }
 
+    /// Starts `serve` on `rules` (a document written to a temporary file, kept as long as the
+    /// returned directory) with `env` added after `RULES_FILE`, so it can override it.
+    pub fn start_on_rules(rules: &str, env: &[(&str, &str)]) -> (Server, TempDir) {
+        let dir = TempDir::new();
+        let rules_file = dir.write("rules.json", rules);
+        let rules_file = rules_file.to_str().expect("a UTF-8 temp path").to_owned();
+        let mut all = vec![("RULES_FILE", rules_file.as_str())];
+        all.extend_from_slice(env);
+        (Server::start_with(&all), dir)
+    }
+
     /// Starts the server with these environment variables (and no inherited product ones).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let mut child = command(env)
