@@ -7,7 +7,7 @@ use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::handler::{App, Settings, Signatures};
 use crate::rules::{self, Rules};
-use crate::sources::cache::{Cached, FETCH_DEADLINE, SystemClock, deadline_passed};
+use crate::sources::cache::{Cached, FETCH_DEADLINE, Fetched, SystemClock, deadline_passed};
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AuthTokens, TokenSource};
 use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
@@ -185,17 +185,19 @@ async fn first_fetches(
     };
     let mut fetched = fetched.into_iter();
     let (rules_fetched, tokens_fetched) = (fetched.next().flatten(), fetched.next().flatten());
-    let rules_first = async {
-        match rules_fetched {
-            Some(result) => rules.settle(result),
-            None => rules.refresh().await,
-        }
-    };
-    let tokens_first = async {
-        match tokens_fetched {
-            Some(result) => tokens.settle(result),
-            None => tokens.refresh().await,
-        }
-    };
-    tokio::join!(rules_first, tokens_first);
+    tokio::join!(
+        settle_or_refresh(rules, rules_fetched),
+        settle_or_refresh(tokens, tokens_fetched)
+    );
+}
+
+/// Takes what the shared call read for this parameter, or reads it alone when it has nothing.
+async fn settle_or_refresh<T: Send + Sync + 'static>(
+    cache: &Cached<T, ssm::Parameter>,
+    fetched: Option<Result<Fetched, String>>,
+) {
+    match fetched {
+        Some(result) => cache.settle(result),
+        None => cache.refresh().await,
+    }
 }

@@ -60,12 +60,7 @@ impl Fetch for Parameter {
             .send()
             .await
             .map_err(|e| one_line(&DisplayErrorContext(&e).to_string()))?;
-        let parameter = output.parameter().ok_or("the answer has no parameter")?;
-        let text = parameter.value().ok_or("the parameter has no value")?;
-        Ok(Fetched {
-            text: text.to_owned(),
-            version: Some(parameter.version()),
-        })
+        fetched(output.parameter().ok_or("the answer has no parameter")?)
     }
 
     fn name(&self) -> &str {
@@ -116,15 +111,18 @@ pub async fn get_together(
                 ));
             }
             let parameter = output.parameters().iter().find(|p| answers_to(p, name))?;
-            Some(match parameter.value() {
-                Some(text) => Ok(Fetched {
-                    text: text.to_owned(),
-                    version: Some(parameter.version()),
-                }),
-                None => Err("the parameter has no value".to_owned()),
-            })
+            Some(fetched(parameter))
         })
         .collect())
+}
+
+/// A parameter's value and version, as the cache takes them.
+fn fetched(parameter: &aws_sdk_ssm::types::Parameter) -> Result<Fetched, String> {
+    let text = parameter.value().ok_or("the parameter has no value")?;
+    Ok(Fetched {
+        text: text.to_owned(),
+        version: Some(parameter.version()),
+    })
 }
 
 /// Whether a parameter in a GetParameters answer is the one asked for by `name`: by name or
