@@ -186,12 +186,7 @@ class Emulator:
         if own:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE_S)
         try:
-            connection.request(
-                "POST",
-                "/2015-03-31/functions/_/invocations",
-                body=event,
-                headers={"Content-Type": "application/json"},
-            )
+            send_invocation(connection, event)
             response = connection.getresponse()
             payload = response.read()
             if response.status != 200:
@@ -203,6 +198,16 @@ class Emulator:
 
     def close(self) -> None:
         stop(self.process)
+
+
+def send_invocation(connection: http.client.HTTPConnection, event: bytes) -> None:
+    """Sends an invocation to the emulator's Invoke API; the answer is read by the caller."""
+    connection.request(
+        "POST",
+        "/2015-03-31/functions/_/invocations",
+        body=event,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def lambda_start(command: list[str], emulator: Emulator, event: bytes) -> tuple[subprocess.Popen, float]:
@@ -217,12 +222,7 @@ def lambda_start(command: list[str], emulator: Emulator, event: bytes) -> tuple[
     )
     # The invocation is sent first and waits in the emulator for the function to ask for it.
     connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=DEADLINE_S)
-    connection.request(
-        "POST",
-        "/2015-03-31/functions/_/invocations",
-        body=event,
-        headers={"Content-Type": "application/json"},
-    )
+    send_invocation(connection, event)
     started = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
