@@ -38,7 +38,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
     let needs_ssm = matches!(config.rules, RulesLocation::Parameter(_))
         || matches!(config.tokens, TokenLocation::Parameter(_));
     let client = if needs_ssm {
-        Some(ssm::client().await)
+        Some(ssm::client().await?)
     } else {
         None
     };

@@ -1,6 +1,7 @@
 //! Where rules come from. The only I/O in the crate lives under this module.
 
 pub mod cache;
+pub mod https;
 pub mod ssm;
 pub mod taskrouter_api;
 pub mod tokens;

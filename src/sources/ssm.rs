@@ -9,6 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ssm::error::{DisplayErrorContext, SdkError};
 
 use super::cache::{Fetch, Fetched};
+use super::https::SdkClient;
 
 /// Connecting to SSM (TCP and TLS) must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -17,10 +18,11 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// All attempts of one GetParameter, retries included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2000);
 
-/// Builds the SSM client once. `AWS_ENDPOINT_URL_SSM`, `AWS_REGION` and the usual credential
-/// variables apply.
-pub async fn client() -> aws_sdk_ssm::Client {
+/// Builds the SSM client once, on the HTTPS stack the TaskRouter client uses too.
+/// `AWS_ENDPOINT_URL_SSM`, `AWS_REGION` and the usual credential variables apply.
+pub async fn client() -> Result<aws_sdk_ssm::Client, String> {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(SdkClient::new()?)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -31,7 +33,7 @@ pub async fn client() -> aws_sdk_ssm::Client {
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await;
-    aws_sdk_ssm::Client::new(&config)
+    Ok(aws_sdk_ssm::Client::new(&config))
 }
 
 /// One parameter, read with decryption (String or SecureString).

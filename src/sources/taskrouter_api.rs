@@ -1,7 +1,6 @@
 //! The TaskRouter REST API: queue friendly names (for rules that name queues) and task
-//! annotations (annotate mode). One HTTP client, built once, on the TLS stack the AWS SDK
-//! already brings (rustls, aws-lc), trusting the Mozilla root set compiled in (webpki-roots)
-//! unless SSL_CERT_FILE or SSL_CERT_DIR name others.
+//! annotations (annotate mode). One HTTP client, built once, on the HTTPS stack SSM uses too
+//! (see `https`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -82,25 +81,7 @@ pub struct TaskRouterApi {
 
 impl TaskRouterApi {
     pub fn new(base_url: &str, credentials: Credentials) -> Result<TaskRouterApi, String> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        // The root set built into the binary costs nothing at start, where reading the
-        // system's (a bundle and a directory of some 300 files on Debian) took 2-3 ms of every
-        // cold start. SSL_CERT_FILE or SSL_CERT_DIR (a TLS-inspecting proxy's CA, say) select
-        // the system's way, read from the files they name.
-        let builder = if std::env::var_os("SSL_CERT_FILE").is_some()
-            || std::env::var_os("SSL_CERT_DIR").is_some()
-        {
-            builder.with_native_roots().map_err(|e| {
-                format!("cannot load the root certificates SSL_CERT_FILE or SSL_CERT_DIR name: {e}")
-            })?
-        } else {
-            builder.with_webpki_roots()
-        };
-        let https = builder.https_or_http().enable_http1().wrap_connector(http);
+        let https = super::https::connector(Some(CONNECT_TIMEOUT))?;
         Ok(TaskRouterApi {
             client: Client::builder(TokioExecutor::new()).build(https),
             base_url: base_url.trim_end_matches('/').to_owned(),
