@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures the release binary beside a hello-world lambda_http binary built the same way
 # (scripts/measure/hello, with this package's [profile.release]), and in Lambda mode also
-# beside a hello world that reads one SSM parameter at init (scripts/measure/hello-ssm), which
-# isolates what the service's own start costs beyond the read every start has to make:
+# beside a hello world that reads one SSM parameter at init the usual way, on the SDK's default
+# HTTPS client (scripts/measure/hello-ssm):
 #   - start-to-ready: process start to the first answered request, in `serve` with file rules
 #     and in Lambda mode against a local Runtime API (cargo lambda watch) with rules and token
 #     from an SSM emulator (moto) on 127.0.0.1;

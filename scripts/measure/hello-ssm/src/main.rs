@@ -1,8 +1,8 @@
 //! Hello world that reads one SSM parameter at init, as scripts/measure.sh's second baseline
 //! for Lambda mode: a `lambda_http` function that fetches `HELLO_PARAMETER` (GetParameter,
-//! with decryption, through the same SDK crates and features as conditional-recording) before
-//! it asks for its first event, and answers `{"bytes": N}`, the parameter's length. What
-//! conditional-recording's start costs beyond it is the service's own.
+//! with decryption, through the same SDK crates as conditional-recording, written the usual way:
+//! the SDK's default HTTPS client) before it asks for its first event, and answers
+//! `{"bytes": N}`, the parameter's length.
 
 use aws_config::BehaviorVersion;
 use lambda_http::{Body, Error, Request, Response, service_fn};
