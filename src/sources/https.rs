@@ -201,6 +201,13 @@ mod tests {
         format!("http://{address}/")
     }
 
+    #[test]
+    fn the_key_exchange_offered_first_is_post_quantum() {
+        let tls = tls().expect("TLS settings");
+        let first = tls.crypto_provider().kx_groups.first().map(|g| g.name());
+        assert_eq!(first, Some(rustls::NamedGroup::X25519MLKEM768));
+    }
+
     #[tokio::test]
     async fn an_answer_comes_back_with_status_and_body() {
         let url = one_shot(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ssm::types::ParameterType;
+use conditional_recording::sources::https::SdkClient;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -109,6 +110,7 @@ fn client(endpoint: &str) -> aws_sdk_ssm::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(endpoint)
+        .http_client(SdkClient::new().expect("TLS settings"))
         .build();
     aws_sdk_ssm::Client::from_conf(config)
 }
