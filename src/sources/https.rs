@@ -172,10 +172,16 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    fn connector(read_timeout: Option<Duration>) -> SdkConnector {
+    /// GETs `url` through a fresh connector.
+    async fn get(
+        url: String,
+        read_timeout: Option<Duration>,
+    ) -> Result<Response<SdkBody>, ConnectorError> {
         SdkClient::new()
             .expect("TLS settings")
             .connector((Some(Duration::from_millis(500)), read_timeout))
+            .call(HttpRequest::get(url).expect("request"))
+            .await
     }
 
     /// Serves one connection on 127.0.0.1: reads the request head, then writes `answer`
@@ -211,10 +217,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_comes_back_with_status_and_body() {
         let url = one_shot(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")).await;
-        let response = connector(None)
-            .call(HttpRequest::get(url).expect("request"))
-            .await
-            .expect("response");
+        let response = get(url, None).await.expect("response");
         assert_eq!(response.status().as_u16(), 200);
         let body = response
             .into_body()
@@ -230,18 +233,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/", listener.local_addr().expect("address"));
         drop(listener);
-        let error = connector(None)
-            .call(HttpRequest::get(url).expect("request"))
-            .await
-            .expect_err("nothing listens");
+        let error = get(url, None).await.expect_err("nothing listens");
         assert!(error.is_io(), "{error:?}");
     }
 
     #[tokio::test]
     async fn a_silent_server_is_a_timeout_after_the_read_timeout() {
         let url = one_shot(None).await;
-        let error = connector(Some(Duration::from_millis(100)))
-            .call(HttpRequest::get(url).expect("request"))
+        let error = get(url, Some(Duration::from_millis(100)))
             .await
             .expect_err("no answer");
         assert!(error.is_timeout(), "{error:?}");
@@ -250,20 +249,14 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_before_an_answer_is_io() {
         let url = one_shot(Some(b"")).await;
-        let error = connector(None)
-            .call(HttpRequest::get(url).expect("request"))
-            .await
-            .expect_err("closed");
+        let error = get(url, None).await.expect_err("closed");
         assert!(error.is_io(), "{error:?}");
     }
 
     #[tokio::test]
     async fn a_garbled_answer_is_other_and_not_retried() {
         let url = one_shot(Some(b"this is not HTTP\r\n\r\n")).await;
-        let error = connector(None)
-            .call(HttpRequest::get(url).expect("request"))
-            .await
-            .expect_err("garbled");
+        let error = get(url, None).await.expect_err("garbled");
         assert!(error.is_other(), "{error:?}");
     }
 }
