@@ -71,6 +71,8 @@ const PRODUCT_ENV: &[&str] = &[
     "PUBLIC_URL",
     "ANSWER_MODE",
     "RUST_LOG",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 ];
 
 /// A command for the binary with none of the product's variables inherited, plus `env`.
