@@ -120,6 +120,38 @@ fn same_paths_document() -> Value {
     document
 }
 
+/// (b)'s tests with the rules taken out: the template's two queue entries and one condition
+/// for each path and kind of test in (b) (its first `value` per path, an `any_of` of one
+/// number, one prefix, every regex, `exists`, `all` and `pointer`). It looks at the same parts
+/// of the task as (b) with 2% of its conditions, so (b) beside it shows what the number of
+/// rules costs, apart from how much of the task they look at.
+fn large_document_one_per_test() -> Value {
+    let large = large_document();
+    let mut seen = std::collections::HashSet::new();
+    let conditions: Vec<Value> = large["exclude_attributes"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|condition| {
+            let mut condition = condition.clone();
+            if let Some(numbers) = condition.get_mut("any_of") {
+                *numbers = json!([numbers[0].clone()]);
+            }
+            let object = condition.as_object().expect("a condition object");
+            let path = object.get("key").or(object.get("pointer")).cloned();
+            let kind: Vec<&str> = object.keys().map(String::as_str).collect();
+            let keep = object.contains_key("all")
+                || object.contains_key("regex")
+                || seen.insert((path, kind.join(",")));
+            keep.then_some(condition)
+        })
+        .collect();
+    assert_eq!(conditions.len(), 35, "one per path and kind of test in (b)");
+    let mut document = template_example();
+    document["exclude_attributes"] = Value::Array(conditions);
+    document
+}
+
 /// 1,000 `value` conditions each on a path of its own (half nested), none in the task: the
 /// worst shape for an index by path. Reported for information; no target applies.
 fn distinct_paths_document() -> Value {
@@ -179,6 +211,12 @@ fn decision(c: &mut Criterion) {
         c,
         "decision/b_10k_queues_1k_conditions_on_the_paths_of_a",
         &same_paths_document(),
+        Some(QUEUE_NAME),
+    );
+    bench(
+        c,
+        "decision/b_one_condition_per_test_no_queues",
+        &large_document_one_per_test(),
         Some(QUEUE_NAME),
     );
     bench(
