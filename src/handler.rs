@@ -225,12 +225,13 @@ impl<S: RulesSource> App<S> {
             return Err(Rejection::NotAForm);
         }
         let params = taskrouter::parse_form(body)?;
+        // The signature first: nothing about the body is answered to an unsigned caller.
+        self.check_signature(request, &params).await?;
         if let Some(account) = &self.settings.account_sid
             && taskrouter::single(&params, "AccountSid")? != Some(account.as_str())
         {
             return Err(Rejection::OtherAccount);
         }
-        self.check_signature(request, &params).await?;
         Ok(AssignmentCallback::from_params(params)?)
     }
 
@@ -379,7 +380,18 @@ impl<S> App<S> {
         let tokens = tokens.current().await.ok_or(Rejection::TokensUnavailable)?;
         let url = match public_url {
             Some(url) => Cow::Borrowed(url.as_str()),
-            None => Cow::Owned(called_url(request).ok_or(Rejection::SignatureInvalid)?),
+            None => match called_url(request) {
+                Some(url) => Cow::Owned(url),
+                None if rest_api_query(request) => {
+                    tracing::warn!(
+                        "the callback came through a REST API (v1) with a query string, which \
+                         API Gateway does not pass on as sent, so its signature cannot be \
+                         checked: set PUBLIC_URL to the callback URL"
+                    );
+                    return Err(Rejection::SignatureInvalid);
+                }
+                None => return Err(Rejection::SignatureInvalid),
+            },
         };
         if signature::is_valid(tokens.as_slice(), &url, params, signature) {
             Ok(())
@@ -398,8 +410,12 @@ impl<S> App<S> {
 
 /// The URL TaskRouter called, rebuilt from the request exactly as sent: scheme
 /// (`X-Forwarded-Proto`, else https behind API Gateway and http for `serve`), `Host`, the raw
-/// path with any stage, and the raw query string.
+/// path with any stage, and the raw query string. `None` when it cannot be: no host, or a
+/// REST API event with a query string ([`rest_api_query`]).
 pub fn called_url(request: &Request) -> Option<String> {
+    if rest_api_query(request) {
+        return None;
+    }
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (default_scheme, domain, path) = match request.request_context_ref() {
@@ -423,6 +439,17 @@ pub fn called_url(request: &Request) -> Option<String> {
         url.push_str(query);
     }
     Some(url)
+}
+
+/// Whether this is a REST API (v1) event with a query string. Such an event carries the
+/// query only as decoded values per name (`multiValueQueryStringParameters`), which the
+/// runtime writes back re-encoded and in no fixed order: the query TaskRouter signed cannot be
+/// rebuilt, and trying would pass or fail a correct signature by chance.
+fn rest_api_query(request: &Request) -> bool {
+    matches!(
+        request.request_context_ref(),
+        Some(RequestContext::ApiGatewayV1(_))
+    ) && request.uri().query().is_some_and(|query| !query.is_empty())
 }
 
 /// The request path without an API Gateway stage prefix.

@@ -84,8 +84,9 @@ pub fn is_valid<T: AsRef<str>>(
     valid
 }
 
-/// The URL as given, plus the same URL with the scheme's default port added (when it has
-/// none) or removed (when it has it), as Twilio's SDKs accept both.
+/// The URL as given, plus the same URL with the scheme's default port added (when it has no
+/// port) or with its port removed (when it has one, default or not), as Twilio's SDKs accept
+/// both.
 pub fn url_variants(url: &str) -> Vec<String> {
     let mut variants = vec![url.to_owned()];
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -108,8 +109,7 @@ pub fn url_variants(url: &str) -> Vec<String> {
         .rfind(':')
         .filter(|&i| !host_port[i..].contains(']'));
     let other = match port_colon {
-        Some(i) if &host_port[i + 1..] == default_port => Some(host_port[..i].to_owned()),
-        Some(_) => None,
+        Some(i) => Some(host_port[..i].to_owned()),
         None => Some(format!("{host_port}:{default_port}")),
     };
     if let Some(host_port) = other {
@@ -162,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn default_ports_are_added_and_removed() {
+    fn default_ports_are_added_and_any_port_removed() {
         assert_eq!(
             url_variants("https://h.example/a?b=1"),
             ["https://h.example/a?b=1", "https://h.example:443/a?b=1"]
@@ -173,7 +173,11 @@ mod tests {
         );
         assert_eq!(
             url_variants("http://127.0.0.1:3000/a"),
-            ["http://127.0.0.1:3000/a"]
+            ["http://127.0.0.1:3000/a", "http://127.0.0.1/a"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]:8443/a"),
+            ["https://[::1]:8443/a", "https://[::1]/a"]
         );
         assert_eq!(
             url_variants("http://[::1]/a"),

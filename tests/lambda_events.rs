@@ -371,6 +371,34 @@ async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold
     }
 }
 
+#[tokio::test]
+async fn a_rest_api_query_string_needs_public_url_and_is_never_checked_by_chance() {
+    use conditional_recording::handler::Signatures;
+    use conditional_recording::signature::sign;
+    let url = "https://abc123.execute-api.us-east-1.amazonaws.com/Prod/assignment?tenant=acme&site=east&x=a%20b";
+    let mut signed = event("rest-api-prod-stage.json");
+    signed["queryStringParameters"] = json!({"tenant": "acme", "site": "east", "x": "a b"});
+    signed["multiValueQueryStringParameters"] =
+        json!({"tenant": ["acme"], "site": ["east"], "x": ["a b"]});
+    let signature = sign(TOKEN, url, &params(&signed));
+    set_header(&mut signed, "x-twilio-signature", &signature);
+
+    // Without PUBLIC_URL the query cannot be rebuilt as signed: refused every time, not by
+    // the luck of a hash map's order.
+    let app = signing_app();
+    for _ in 0..8 {
+        let (status, _, body) = invoke(&app, signed.clone()).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    // With PUBLIC_URL naming the callback URL, the same event is answered.
+    let mut app = signing_app();
+    if let Signatures::Enforce { public_url, .. } = &mut app.settings.signatures {
+        *public_url = Some(url.to_owned());
+    }
+    let (status, _, body) = invoke(&app, signed).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Sets a header in both header maps a REST event has.
 fn set_header(event: &mut Value, name: &str, value: &str) {
     event["headers"][name] = json!(value);

@@ -153,6 +153,26 @@ fn callbacks_for_another_account_are_refused() {
 }
 
 #[test]
+fn an_unsigned_callback_is_refused_before_its_body_is_judged() {
+    let callback = Callback::new(INBOUND);
+    let ours = callback.get("AccountSid").to_owned();
+    let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("TWILIO_ACCOUNT_SID", &ours)]);
+    // A repeated AccountSid would be a 400 from a signed caller; unsigned, it is a 403.
+    let twice = format!("{}&AccountSid={ours}", callback.encode());
+    assert_eq!(
+        server.post_form(&twice).expect_error(403),
+        "X-Twilio-Signature is missing"
+    );
+    let signed_twice = callback.clone().add("AccountSid", &ours);
+    assert_eq!(
+        server
+            .send(&signed_twice.signed(TOKEN, &server.url))
+            .expect_error(400),
+        "AccountSid appears more than once"
+    );
+}
+
+#[test]
 fn validation_off_answers_unsigned_callbacks_and_says_so() {
     let server = Server::start_with(&[
         ("TWILIO_AUTH_TOKEN", TOKEN),
