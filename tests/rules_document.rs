@@ -279,3 +279,92 @@ fn limits_hold() {
     assert_eq!(error.path, "exclude_attributes[0].regex");
     assert!(error.message.starts_with("regex too large"), "{error}");
 }
+
+/// Each condition's document with `count` conditions made by `make`.
+fn document_of(count: usize, make: impl Fn(usize) -> serde_json::Value) -> String {
+    let conditions: Vec<_> = (0..count).map(make).collect();
+    json!({"enabled": true, "exclude_attributes": conditions}).to_string()
+}
+
+#[test]
+fn a_path_deeper_than_any_task_is_refused_not_followed() {
+    let deep = |segments: usize| vec!["a"; segments].join(".");
+    let at_most = json!({"enabled": true, "exclude_attributes": [{"key": deep(128), "value": 1}]});
+    assert!(Rules::from_value(&at_most).is_ok());
+
+    // 100,000 segments overflowed the stack while the index was built, before this limit.
+    for segments in [129, 100_000] {
+        let key = json!({"enabled": true, "exclude_attributes": [{"key": "b", "value": 1}, {"key": deep(segments), "value": 1}]});
+        let error = Rules::from_value(&key).unwrap_err();
+        assert_eq!(error.path, "exclude_attributes[1].key");
+        assert_eq!(
+            error.message,
+            format!("a path of {segments} segments; TaskAttributes nest at most 128 deep")
+        );
+        let pointer = format!("/{}", vec!["a"; segments].join("/"));
+        let document = json!({"enabled": true, "include_attributes": [{"all": [{"pointer": pointer, "exists": true}]}]});
+        let error = Rules::from_value(&document).unwrap_err();
+        assert_eq!(error.path, "include_attributes[0].all[0].pointer");
+    }
+}
+
+#[test]
+fn distinct_attribute_paths_are_bounded_over_the_whole_document() {
+    // 10,000 conditions on paths of their own fit; one path more does not, wherever it is.
+    let fits = document_of(10_000, |i| json!({"key": format!("k{i}"), "value": 1}));
+    assert!(Rules::from_json(&fits).is_ok());
+    let nested = document_of(5_000, |i| json!({"key": format!("p.k{i}"), "value": 1}));
+    assert!(
+        Rules::from_json(&nested).is_ok(),
+        "5,001 paths: p and its children"
+    );
+
+    let mut over: serde_json::Value = serde_json::from_str(&document_of(
+        10_000,
+        |i| json!({"key": format!("k{i}"), "value": 1}),
+    ))
+    .unwrap();
+    over["voice_tasks"] = json!([{"key": "call_sid", "exists": true}]);
+    let error = Rules::from_value(&over).unwrap_err();
+    assert_eq!(error.path, "voice_tasks[0].key");
+    assert_eq!(
+        error.message,
+        "the document's conditions name more than 10000 distinct attribute paths (each prefix counted)"
+    );
+    // The same path named again, by key or by pointer, is not a new one.
+    let mut again: serde_json::Value = serde_json::from_str(&fits).unwrap();
+    again["include_attributes"] =
+        json!([{"key": "k7", "value": 2}, {"pointer": "/k9", "exists": true}]);
+    assert!(Rules::from_value(&again).is_ok());
+}
+
+#[test]
+fn the_regexes_of_a_document_are_bounded_in_memory_together() {
+    // Each `\w{20}` compiles to about 1.1 MiB: a 3.8 KB document of 125 of them took 155 MB
+    // to load before this budget.
+    let large = document_of(125, |_| json!({"key": "a", "regex": "\\w{20}"}));
+    let error = Rules::from_json(&large).unwrap_err();
+    assert!(error.path.starts_with("exclude_attributes["), "{error}");
+    assert!(error.path.ends_with("].regex"), "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("the document's regexes need more than 16 MiB with this one"),
+        "{error}"
+    );
+    assert!(error.message.contains("(?-u:\\w)"), "{error}");
+    // Where it stops: the first regex that does not fit, after a dozen that did.
+    let index: usize = error.path["exclude_attributes[".len()..error.path.len() - "].regex".len()]
+        .parse()
+        .unwrap();
+    assert!((8..=15).contains(&index), "{error}");
+
+    // The ASCII form, and two hundred ordinary patterns, fit.
+    let ascii = document_of(125, |_| json!({"key": "a", "regex": "(?-u:\\w){20}"}));
+    assert!(Rules::from_json(&ascii).is_ok());
+    let ordinary = document_of(
+        100,
+        |i| json!({"key": "to", "regex": format!("^\\+1(900|976){i}")}),
+    );
+    assert!(Rules::from_json(&ordinary).is_ok());
+}

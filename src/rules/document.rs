@@ -3,6 +3,7 @@
 //! force or not at all.
 
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
 
 use regex::RegexBuilder;
 use serde_json::{Map, Value};
@@ -17,6 +18,19 @@ pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 const MAX_ALL_DEPTH: usize = 8;
 /// Compiled-size ceiling for one `regex`, which also bounds its matching cost.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The most one regex's matching cache (its lazy DFA) may grow to; past it, matching falls
+/// back to slower engines that need no cache, still in linear time.
+const REGEX_CACHE_BYTES: usize = 64 << 10;
+/// What all of a document's regexes may take: their compiled forms, as regex-automata
+/// reports them, plus each one's cache at full size. A Unicode class repeated (`\w{20}`) is
+/// about 1.1 MiB; an ordinary pattern a few KiB.
+const MAX_REGEX_BYTES: usize = 16 << 20;
+/// The deepest attribute path: TaskAttributes are parsed to at most 128 levels of nesting,
+/// so a longer path could never be present.
+const MAX_PATH_SEGMENTS: usize = 128;
+/// Distinct attribute paths over a document's conditions, each prefix counted (`a.b.c` is
+/// three): the nodes of the index a decision walks.
+const MAX_ATTRIBUTE_PATHS: usize = 10_000;
 
 /// Conference instruction keys TaskRouter documents and a document may pass through.
 /// `instruction` and `conference_record` are the decision's own and are refused.
@@ -106,6 +120,7 @@ impl Rules {
         let root = as_object(document, "", "the document must be a JSON object")?;
         let mut enabled = None;
         let mut rules = Rules::default();
+        let mut budget = Budget::default();
         for (key, value) in root {
             let path = child(key, "");
             match key.as_str() {
@@ -117,13 +132,15 @@ impl Rules {
                 "exclude_queues" => rules.exclude_queues = queues(value, &path)?,
                 "include_queues" => rules.include_queues = Some(queues(value, &path)?),
                 "exclude_attributes" => {
-                    rules.exclude_attributes = Conditions::new(conditions(value, &path)?)
+                    rules.exclude_attributes =
+                        Conditions::new(conditions(value, &path, &mut budget)?)
                 }
                 "include_attributes" => {
-                    rules.include_attributes = Some(Conditions::new(conditions(value, &path)?))
+                    rules.include_attributes =
+                        Some(Conditions::new(conditions(value, &path, &mut budget)?))
                 }
                 "voice_tasks" => {
-                    let voice = conditions(value, &path)?;
+                    let voice = conditions(value, &path, &mut budget)?;
                     if voice.is_empty() {
                         return Err(RulesError::at(
                             &path,
@@ -181,16 +198,82 @@ pub fn is_queue_sid(s: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn conditions(value: &Value, path: &str) -> Result<Vec<Condition>> {
+/// What one document's conditions take in all, so that no document, however written, can
+/// exhaust a small Lambda's memory when it is compiled: the regexes' memory and the distinct
+/// attribute paths, over every list of conditions.
+#[derive(Default)]
+struct Budget {
+    /// A hash of each distinct path prefix seen. A collision (one in 2^64) only lets a
+    /// document have one path more than the limit.
+    paths: std::collections::HashSet<u64, foldhash::fast::FixedState>,
+    regex_bytes: usize,
+}
+
+impl Budget {
+    fn path(&mut self, attribute_path: &AttributePath, path: &str) -> Result<()> {
+        let segments = attribute_path.segments();
+        if segments.len() > MAX_PATH_SEGMENTS {
+            return Err(RulesError::at(
+                path,
+                format!(
+                    "a path of {} segments; TaskAttributes nest at most {MAX_PATH_SEGMENTS} deep",
+                    segments.len()
+                ),
+            ));
+        }
+        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        for segment in &segments {
+            hasher.write_usize(segment.len());
+            hasher.write(segment.as_bytes());
+            self.paths.insert(hasher.finish());
+        }
+        if self.paths.len() > MAX_ATTRIBUTE_PATHS {
+            return Err(RulesError::at(
+                path,
+                format!(
+                    "the document's conditions name more than {MAX_ATTRIBUTE_PATHS} distinct \
+                     attribute paths (each prefix counted)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn regex(&mut self, pattern: &str, path: &str) -> Result<()> {
+        // The same engine and limits as the regex kept for matching, built once more only
+        // for its size: the `regex` crate does not report it.
+        let size = regex_automata::meta::Regex::builder()
+            .configure(regex_automata::meta::Config::new().nfa_size_limit(Some(REGEX_SIZE_LIMIT)))
+            .build(pattern)
+            .map_or(REGEX_SIZE_LIMIT, |regex| regex.memory_usage());
+        self.regex_bytes += size + REGEX_CACHE_BYTES;
+        if self.regex_bytes > MAX_REGEX_BYTES {
+            return Err(RulesError::at(
+                path,
+                format!(
+                    "the document's regexes need more than {} MiB with this one ({} KiB \
+                     compiled, {} KiB of matching cache each); a Unicode class repeated \
+                     (\\w{{20}}) is large, (?-u:\\w) is its small ASCII form",
+                    MAX_REGEX_BYTES >> 20,
+                    size.div_ceil(1024),
+                    REGEX_CACHE_BYTES >> 10
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn conditions(value: &Value, path: &str, budget: &mut Budget) -> Result<Vec<Condition>> {
     let items = as_array(value, path, "must be a list of conditions")?;
     items
         .iter()
         .enumerate()
-        .map(|(index, item)| condition(item, &format!("{path}[{index}]"), 0))
+        .map(|(index, item)| condition(item, &format!("{path}[{index}]"), 0, budget))
         .collect()
 }
 
-fn condition(value: &Value, path: &str, depth: usize) -> Result<Condition> {
+fn condition(value: &Value, path: &str, depth: usize, budget: &mut Budget) -> Result<Condition> {
     let fields = as_object(value, path, "a condition must be a JSON object")?;
     if let Some(inner) = fields.get("all") {
         if let Some(other) = fields.keys().find(|k| *k != "all") {
@@ -216,7 +299,7 @@ fn condition(value: &Value, path: &str, depth: usize) -> Result<Condition> {
         let inner = items
             .iter()
             .enumerate()
-            .map(|(i, item)| condition(item, &format!("{all_path}[{i}]"), depth + 1))
+            .map(|(i, item)| condition(item, &format!("{all_path}[{i}]"), depth + 1, budget))
             .collect::<Result<Vec<_>>>()?;
         return Ok(Condition::All(inner));
     }
@@ -233,11 +316,13 @@ fn condition(value: &Value, path: &str, depth: usize) -> Result<Condition> {
                         "a condition takes \"key\" or \"pointer\", not both",
                     ));
                 }
-                attribute_path = Some(if key == "key" {
+                let parsed = if key == "key" {
                     dotted(field, &field_path)?
                 } else {
                     pointer(field, &field_path)?
-                });
+                };
+                budget.path(&parsed, &field_path)?;
+                attribute_path = Some(parsed);
             }
             "value" | "any_of" | "prefix" | "regex" | "exists" => {
                 if let Some((first, _)) = matcher {
@@ -246,7 +331,11 @@ fn condition(value: &Value, path: &str, depth: usize) -> Result<Condition> {
                         format!("a condition takes one matcher; it already has \"{first}\""),
                     ));
                 }
-                matcher = Some((key.as_str(), compile_matcher(key, field, &field_path)?));
+                let compiled = compile_matcher(key, field, &field_path)?;
+                if let Matcher::Regex(regex) = &compiled {
+                    budget.regex(regex.as_str(), &field_path)?;
+                }
+                matcher = Some((key.as_str(), compiled));
             }
             _ => {
                 return Err(unknown_key(
@@ -363,7 +452,7 @@ fn regex(pattern: &str, path: &str) -> Result<regex::Regex> {
     }
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_CACHE_BYTES)
         .build()
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(limit) => RulesError::at(

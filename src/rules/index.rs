@@ -480,7 +480,7 @@ impl Starts {
 
 impl AttributePath {
     /// The path as member names or array indexes, one per step (a pointer unescaped).
-    fn segments(&self) -> Vec<String> {
+    pub(super) fn segments(&self) -> Vec<String> {
         match self {
             AttributePath::Dotted(segments) => segments.clone(),
             AttributePath::Pointer(pointer) => pointer
