@@ -131,8 +131,67 @@ pub fn single<'p>(
 /// sends an object, so anything else cannot be judged.
 pub fn parse_attributes(text: &str) -> Option<Value> {
     serde_json::from_str::<Value>(text)
+        .or_else(|error| match without_lone_surrogates(text) {
+            Some(repaired) => serde_json::from_str(&repaired),
+            None => Err(error),
+        })
         .ok()
         .filter(Value::is_object)
+}
+
+/// The JSON text with each escaped UTF-16 surrogate that has no partner (`"\ud83d"`, half an
+/// emoji cut off by a length limit upstream) written as U+FFFD, or `None` when it has none.
+/// JavaScript's `JSON.parse`, which Flex and TaskRouter's clients use, accepts such strings;
+/// serde_json refuses the whole text, which would leave the call to the fail policy for one
+/// damaged character the rules may not even look at.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    const REPLACEMENT: &str = "\\ufffd";
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let digits = bytes.get(at..at + 6)?;
+        if digits[0] != b'\\' || digits[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&digits[2..]).ok()?, 16).ok()
+    };
+    let mut repaired: Option<String> = None;
+    let mut copied = 0;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                let lone = match unit(i) {
+                    Some(0xD800..=0xDBFF) => match unit(i + 6) {
+                        Some(0xDC00..=0xDFFF) => {
+                            i += 12;
+                            continue;
+                        }
+                        _ => true,
+                    },
+                    Some(0xDC00..=0xDFFF) => true,
+                    _ => false,
+                };
+                if lone {
+                    let out = repaired.get_or_insert_with(|| String::with_capacity(text.len()));
+                    out.push_str(&text[copied..i]);
+                    out.push_str(REPLACEMENT);
+                    copied = i + 6;
+                    i += 6;
+                } else {
+                    // Any other escape: skip the character it escapes (a quote, say).
+                    i += 2;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut repaired = repaired?;
+    repaired.push_str(&text[copied..]);
+    Some(repaired)
 }
 
 /// The answer for a decision: `{}` for a task that is not a call, else a `conference`
@@ -189,5 +248,54 @@ impl Serialize for Answer<'_> {
             }
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{parse_attributes, without_lone_surrogates};
+
+    #[test]
+    fn half_an_emoji_costs_that_character_not_the_task() {
+        // What JSON.stringify writes for a name cut after the first half of "😀".
+        let cut = r#"{"call_sid":"CA1","name":"Pat \ud83d","direction":"inbound"}"#;
+        assert_eq!(
+            parse_attributes(cut),
+            Some(json!({"call_sid": "CA1", "name": "Pat \u{fffd}", "direction": "inbound"}))
+        );
+        let cases = [
+            (r#"{"a":"\ud83d"}"#, Some(r#"{"a":"\ufffd"}"#)),
+            (r#"{"a":"\ude00x"}"#, Some(r#"{"a":"\ufffdx"}"#)),
+            (
+                r#"{"a":"\ud83d\ud83d\ude00"}"#,
+                Some(r#"{"a":"\ufffd\ud83d\ude00"}"#),
+            ),
+            (r#"{"a":"\ud83d\n"}"#, Some(r#"{"a":"\ufffd\n"}"#)),
+            (r#"{"\udbff":1}"#, Some(r#"{"\ufffd":1}"#)),
+            // Whole pairs, other escapes and escaped backslashes are left as they are.
+            (r#"{"a":"\ud83d\ude00"}"#, None),
+            (r#"{"a":"\\ud83d"}"#, None),
+            (
+                r#"{"a":"\"\ud83d\"\u00e9"}"#,
+                Some(r#"{"a":"\"\ufffd\"\u00e9"}"#),
+            ),
+            (r#"{"a":"\u00e9\uD83D\uDE00"}"#, None),
+            // Truncated escapes stay as they are, for the parser to refuse.
+            (r#"{"a":"\ud83"#, None),
+            (r#"{"a":"\ud83d\ude0"}"#, Some(r#"{"a":"\ufffd\ude0"}"#)),
+        ];
+        for (text, repaired) in cases {
+            assert_eq!(without_lone_surrogates(text).as_deref(), repaired, "{text}");
+        }
+        assert_eq!(
+            parse_attributes(r#"{"a":"\\ud83d"}"#),
+            Some(json!({"a": "\\ud83d"}))
+        );
+        // Still refused: what is not JSON for any parser, or not an object.
+        assert_eq!(parse_attributes(r#"{"a":"\ud83"}"#), None);
+        assert_eq!(parse_attributes(r#"["\ud83d"]"#), None);
+        assert_eq!(parse_attributes("{\"a\":\"\\ud83d"), None);
     }
 }
