@@ -29,8 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve POST /assignment on a local HTTP server (rules from RULES_FILE, else the
-    /// embedded example document)
+    /// Serve POST /assignment on a local HTTP server (rules from RULES_PARAMETER in SSM or
+    /// RULES_FILE, else the embedded example document)
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: SocketAddr,

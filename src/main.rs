@@ -9,20 +9,17 @@ use conditional_recording::{lambda, logging};
 
 fn main() -> ExitCode {
     logging::init();
-    let config = match Config::from_process_env() {
-        Ok(config) => config,
-        Err(fault) => return fail(&fault.to_string()),
-    };
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return match run_lambda(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(fault) => fail(&fault),
-        };
-    }
-    let result = match Cli::parse().command {
-        Command::Serve { addr } => cli::serve(addr, config),
-        Command::Check { file } => return cli::check(&file),
-        Command::Decide(args) => cli::decide(&args, &config),
+    // `check` and `--help` read no configuration, so a bad variable meant for the service
+    // does not fail them; the service's faces read all of it, and stop on any fault.
+    let config = || Config::from_process_env().map_err(|fault| fault.to_string());
+    let result = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        config().and_then(run_lambda)
+    } else {
+        match Cli::parse().command {
+            Command::Serve { addr } => config().and_then(|config| cli::serve(addr, config)),
+            Command::Check { file } => return cli::check(&file),
+            Command::Decide(args) => config().and_then(|config| cli::decide(&args, &config)),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -143,6 +143,40 @@ fn check_fails_on_a_missing_file() {
     );
 }
 
+#[test]
+fn check_and_help_ignore_the_services_configuration_and_decide_reports_it() {
+    let dir = TempDir::new();
+    let path = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    // Variables meant for the service, with values it refuses.
+    let bad = [
+        ("ANSWER_MODE", "Annotate"),
+        ("RULES_CACHE_TTL_SECONDS", "0"),
+    ];
+    let output = run(&["check", path_str(&path)], &bad);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let output = run(&["--help"], &bad);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).contains("check"),
+        "{}",
+        describe(&output)
+    );
+
+    let attributes = fixture_path(INBOUND);
+    let at = format!("@{}", attributes.display());
+    let output = run(
+        &["decide", "--rules", path_str(&path), "--attributes", &at],
+        &bad,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("ANSWER_MODE") || stderr.contains("RULES_CACHE_TTL_SECONDS"),
+        "{}",
+        describe(&output)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // decide
 
