@@ -18,11 +18,19 @@ fn faults_are_reported_with_their_json_path() {
         ("[]", "the document must be a JSON object"),
         (
             r#"{"enabled": false, "enabled": true}"#,
-            "not valid JSON: key enabled appears twice in one object at line 1 column 28",
+            "enabled: appears twice in one object (line 1 column 28)",
         ),
         (
             r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1, "value": 2}]}"#,
-            "not valid JSON: key value appears twice in one object at line 1 column 73",
+            "exclude_attributes[0].value: appears twice in one object (line 1 column 73)",
+        ),
+        (
+            r#"{"enabled": true, "instruction": {"from": "+1", "status callback": "a", "status callback": "b"}}"#,
+            "instruction[\"status callback\"]: appears twice in one object (line 1 column 89)",
+        ),
+        (
+            r#"{"enabled": true, "exclude_attributes": [{"key": "a", "value": 1}, {"all": [{"key": "b", "exists": true, "key": "c"}]}]}"#,
+            "exclude_attributes[1].all[0].key: appears twice in one object (line 1 column 110)",
         ),
         ("{}", "enabled: required (true or false)"),
         (

@@ -2,6 +2,7 @@
 //! whole document with the JSON path of the fault, so a document is either entirely in
 //! force or not at all.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
@@ -98,9 +99,25 @@ fn parse(text: &str) -> Result<Value> {
             ),
         ));
     }
-    let StrictJson(document) = serde_json::from_str(text)
-        .map_err(|e| RulesError::at("", format!("not valid JSON: {e}")))?;
-    Ok(document)
+    let repeated = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let strict = Strict {
+        path: String::new(),
+        repeated: &repeated,
+    };
+    serde::de::DeserializeSeed::deserialize(strict, &mut deserializer)
+        .and_then(|document| deserializer.end().map(|()| document))
+        .map_err(|e| match repeated.take() {
+            Some(path) => RulesError::at(
+                &path,
+                format!(
+                    "appears twice in one object (line {} column {})",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+            None => RulesError::at("", format!("not valid JSON: {e}")),
+        })
 }
 
 impl Rules {
@@ -564,21 +581,27 @@ impl RuleList {
     }
 }
 
-/// JSON whose objects have no repeated key. A repeated key in a rules document is a
-/// mistake (two `exclude_attributes` lists, one silently dropped), so it is refused.
-struct StrictJson(Value);
+/// Reads JSON whose objects have no repeated key, keeping the JSON path of each value so a
+/// repeated key can be named. A repeated key in a rules document is a mistake (two
+/// `exclude_attributes` lists, one silently dropped), so it is refused.
+struct Strict<'a> {
+    path: String,
+    /// Set to the repeated key's path when one is found.
+    repeated: &'a RefCell<Option<String>>,
+}
 
-impl<'de> serde::Deserialize<'de> for StrictJson {
+impl<'de> serde::de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
     fn deserialize<D: serde::Deserializer<'de>>(
+        self,
         deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictJson)
+    ) -> std::result::Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -618,7 +641,10 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         mut seq: A,
     ) -> std::result::Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(StrictJson(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(Strict {
+            path: format!("{}[{}]", self.path, items.len()),
+            repeated: self.repeated,
+        })? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -630,13 +656,17 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     ) -> std::result::Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            let path = child(&key, &self.path);
             if object.contains_key(&key) {
-                let shown = child(&key, "");
-                return Err(serde::de::Error::custom(format!(
-                    "key {shown} appears twice in one object"
-                )));
+                *self.repeated.borrow_mut() = Some(path);
+                return Err(serde::de::Error::custom(
+                    "a key appears twice in one object",
+                ));
             }
-            let StrictJson(value) = map.next_value()?;
+            let value = map.next_value_seed(Strict {
+                path,
+                repeated: self.repeated,
+            })?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
