@@ -229,15 +229,6 @@ struct Budget {
 impl Budget {
     fn path(&mut self, attribute_path: &AttributePath, path: &str) -> Result<()> {
         let segments = attribute_path.segments();
-        if segments.len() > MAX_PATH_SEGMENTS {
-            return Err(RulesError::at(
-                path,
-                format!(
-                    "a path of {} segments; TaskAttributes nest at most {MAX_PATH_SEGMENTS} deep",
-                    segments.len()
-                ),
-            ));
-        }
         let mut hasher = foldhash::fast::FixedState::default().build_hasher();
         for segment in &segments {
             hasher.write_usize(segment.len());
@@ -393,6 +384,7 @@ fn dotted(value: &Value, path: &str) -> Result<AttributePath> {
             "empty path segment; use \"pointer\" for keys that are empty or contain dots",
         ));
     }
+    not_too_deep(key.split('.').count(), path)?;
     Ok(AttributePath::Dotted(
         key.split('.').map(String::from).collect(),
     ))
@@ -412,7 +404,21 @@ fn pointer(value: &Value, path: &str) -> Result<AttributePath> {
             "\"~\" must be followed by 0 or 1 (RFC 6901)",
         ));
     }
+    not_too_deep(pointer.split('/').count() - 1, path)?;
     Ok(AttributePath::Pointer(pointer.to_owned()))
+}
+
+/// Counted before the path is taken apart, so a long one costs nothing to refuse.
+fn not_too_deep(segments: usize, path: &str) -> Result<()> {
+    if segments > MAX_PATH_SEGMENTS {
+        return Err(RulesError::at(
+            path,
+            format!(
+                "a path of {segments} segments; TaskAttributes nest at most {MAX_PATH_SEGMENTS} deep"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn compile_matcher(kind: &str, value: &Value, path: &str) -> Result<Matcher> {
