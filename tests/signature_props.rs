@@ -163,18 +163,33 @@ proptest! {
         }
     }
 
+    // Between the forms with and without the scheme's default port, a signature is accepted
+    // both ways. A URL with another port accepts a signature made without it, as Twilio's SDKs
+    // do, but the URL without the port does not accept one made with it (nor do the SDKs).
     // Only for well-formed authorities: in nonsense such as `https://h:443:443` the other
     // form (`https://h:443`) has another other form (`https://h`), not the original.
     #[test]
-    fn a_signature_is_accepted_at_the_urls_other_form(
+    fn a_signature_is_accepted_at_the_urls_other_form_where_the_sdks_accept_it(
         token in "[0-9a-f]{32}",
         url in url(),
         params in params(),
     ) {
         let signature = sign(&token, &url, &params);
-        for variant in url_variants(&url) {
-            prop_assert!(is_valid(&[&token], &variant, &params, &signature), "{variant:?}");
-            prop_assert!(url_variants(&variant).contains(&url), "{variant:?}");
+        let (scheme, rest) = url.split_once("://").unwrap_or_default();
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+        let port = host_port.rsplit_once(':').map(|(_, port)| port).filter(|port| !port.contains(']'));
+        let default = matches!(
+            (scheme.to_ascii_lowercase().as_str(), port),
+            ("https" | "http", None) | ("https", Some("443")) | ("http", Some("80"))
+        );
+        for variant in url_variants(&url).into_iter().skip(1) {
+            prop_assert_eq!(
+                is_valid(&[&token], &variant, &params, &signature),
+                default,
+                "{:?} at {:?}", url, variant
+            );
+            prop_assert_eq!(url_variants(&variant).contains(&url), default, "{:?}", variant);
         }
     }
 
