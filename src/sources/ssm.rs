@@ -6,7 +6,8 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_ssm::error::{DisplayErrorContext, SdkError};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response;
 
 use super::cache::{Fetch, Fetched};
 use super::https::SdkClient;
@@ -61,7 +62,7 @@ impl Fetch for Parameter {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| one_line(&DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| cause(&e))?;
         fetched(output.parameter().ok_or("the answer has no parameter")?)
     }
 
@@ -95,7 +96,7 @@ pub async fn get_together(
         request = request.names(*name);
     }
     let output = request.send().await.map_err(|e| {
-        let cause = one_line(&DisplayErrorContext(&e).to_string());
+        let cause = cause(&e);
         match e {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 TogetherFailed::Unreachable(cause)
@@ -147,6 +148,41 @@ fn answers_to(parameter: &aws_sdk_ssm::types::Parameter, name: &str) -> bool {
 }
 
 /// Error chains can span lines; a log field should not.
+/// Why an SSM call failed, in one line that is safe to log: the code and message SSM
+/// answered with, or what went wrong in sending the request. Never the answer itself: an
+/// answer the SDK could not read may hold a decrypted SecureString, and the SDK's own report
+/// (`DisplayErrorContext`) prints the raw response, body included.
+fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, Response>,
+) -> String {
+    let text = match error {
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().unwrap_or("an error without a code");
+            match context.err().message() {
+                Some(message) => format!("SSM answered {code}: {message}"),
+                None => format!("SSM answered {code}"),
+            }
+        }
+        SdkError::ResponseError(context) => format!(
+            "SSM's answer (HTTP {}) could not be read",
+            context.raw().status().as_u16()
+        ),
+        // Timeouts, failures to connect or send, requests that could not be built: made
+        // before any answer, so their descriptions hold none.
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(inner) = source {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            text
+        }
+    };
+    one_line(&text)
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -155,6 +191,105 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use aws_sdk_ssm::types::Parameter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An SSM client for `endpoint`, on the service's HTTPS stack, with test credentials.
+    fn client_for(endpoint: &str) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ssm::config::Credentials::for_tests())
+            .endpoint_url(endpoint)
+            .http_client(SdkClient::new().expect("TLS settings"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
+    }
+
+    /// Answers every request on 127.0.0.1 with `answer`.
+    async fn ssm_answering(answer: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_sdk_cannot_read_is_never_quoted() {
+        const SECRET: &str = "SUPERSECRETTOKEN0123";
+        let unreadable = [
+            // A field of the wrong type.
+            format!(
+                r#"{{"Parameter":{{"Name":"/cr/token","Type":"SecureString","Value":"{SECRET}","Version":"seven"}}}}"#
+            ),
+            // Not JSON at all.
+            format!("<html>{SECRET}</html>"),
+        ];
+        for body in unreadable {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let parameter = crate::sources::ssm::Parameter::new(
+                client_for(&ssm_answering(answer).await),
+                "/cr/token",
+            );
+            let cause = parameter.fetch().await.expect_err("unreadable");
+            assert!(!cause.contains(SECRET), "{cause}");
+            assert_eq!(cause, "SSM's answer (HTTP 200) could not be read");
+        }
+        // Cut short by its Content-Length.
+        let body = format!(r#"{{"Parameter":{{"Value":"{SECRET}","Version":1}}}}"#);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len() + 40
+        );
+        let parameter = crate::sources::ssm::Parameter::new(
+            client_for(&ssm_answering(answer).await),
+            "/cr/token",
+        );
+        let cause = parameter.fetch().await.expect_err("cut short");
+        assert!(!cause.contains(SECRET), "{cause}");
+    }
+
+    #[tokio::test]
+    async fn an_error_ssm_answers_is_named_by_its_code_and_message() {
+        let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let parameter = crate::sources::ssm::Parameter::new(
+            client_for(&ssm_answering(answer).await),
+            "/cr/rules",
+        );
+        let cause = parameter.fetch().await.expect_err("throttled");
+        assert_eq!(cause, "SSM answered ThrottlingException: Rate exceeded");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        drop(listener);
+        let cause = crate::sources::ssm::Parameter::new(client_for(&endpoint), "/cr/rules")
+            .fetch()
+            .await
+            .expect_err("refused");
+        assert!(cause.starts_with("dispatch failure: io error"), "{cause}");
+        assert!(cause.contains("onnection refused"), "{cause}");
+    }
 
     const ARN: &str = "arn:aws:ssm:us-east-1:123456789012:parameter/cr/rules";
 
