@@ -17,10 +17,16 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::body::SdkBody;
+use http_body_util::Limited;
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::TokioExecutor;
+
+/// The most of one SSM answer the SDK is given: a parameter holds at most 8 KB, so even a
+/// GetParameters of ten is far below this. A longer answer (a broken proxy, a hostile
+/// endpoint) fails as unreadable instead of growing the process until Lambda stops it.
+pub const MAX_SDK_RESPONSE_BYTES: usize = 1 << 20;
 
 /// The TLS settings both clients share, built once: reading the system's roots (when
 /// SSL_CERT_FILE or SSL_CERT_DIR ask for them) is the costly part.
@@ -135,8 +141,9 @@ impl HttpConnector for SdkConnector {
                 None => sent.await,
             }
             .map_err(classify)?;
-            Response::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
+            let response = response
+                .map(|body| SdkBody::from_body_1_x(Limited::new(body, MAX_SDK_RESPONSE_BYTES)));
+            Response::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }
@@ -200,7 +207,10 @@ mod tests {
                 }
             }
             match answer {
-                Some(answer) => socket.write_all(answer).await.expect("write"),
+                // The client may stop reading part-way (the length limit): not a failure here.
+                Some(answer) => {
+                    let _ = socket.write_all(answer).await;
+                }
                 None => tokio::time::sleep(Duration::from_secs(5)).await,
             }
         });
@@ -226,6 +236,39 @@ mod tests {
             .expect("body")
             .to_bytes();
         assert_eq!(&body[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_limit_fails_instead_of_filling_memory() {
+        let mut answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        let chunk = [b'x'; 4096];
+        for _ in 0..(MAX_SDK_RESPONSE_BYTES / chunk.len() + 2) {
+            answer.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            answer.extend_from_slice(&chunk);
+            answer.extend_from_slice(b"\r\n");
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        let url = one_shot(Some(answer.leak())).await;
+        let response = get(url, None).await.expect("response");
+        let read = response.into_body().collect().await;
+        let error = read.expect_err("over the limit");
+        assert!(error.to_string().contains("length limit"), "{error}");
+
+        let exact = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {MAX_SDK_RESPONSE_BYTES}\r\n\r\n{}",
+            "x".repeat(MAX_SDK_RESPONSE_BYTES)
+        );
+        let url = one_shot(Some(exact.into_bytes().leak())).await;
+        let body = get(url, None)
+            .await
+            .expect("response")
+            .into_body()
+            .collect()
+            .await;
+        assert_eq!(
+            body.expect("at the limit").to_bytes().len(),
+            MAX_SDK_RESPONSE_BYTES
+        );
     }
 
     #[tokio::test]
