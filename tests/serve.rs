@@ -415,6 +415,45 @@ fn body_of_exactly_256_kib_is_accepted() {
 }
 
 #[test]
+fn a_body_in_one_byte_chunks_costs_its_length_not_a_buffer_per_chunk() {
+    let server = Server::start();
+    let before = server.rss_kib();
+    // 16 callers each send 100 KB in 1-byte chunks and hold the body open: about 5 MB each
+    // when every chunk kept its own buffer, about 0.1 MB each now.
+    let chunk = b"1\r\nx\r\n".repeat(100_000);
+    let mut connections: Vec<_> = (0..16)
+        .map(|_| {
+            let mut connection = server.connect();
+            connection.send(
+                b"POST /assignment HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                  Content-Type: application/x-www-form-urlencoded\r\n\
+                  Transfer-Encoding: chunked\r\n\r\n",
+            );
+            connection.send(&chunk);
+            connection
+        })
+        .collect();
+    // The most it holds while it reads them (well inside the 10 s a body may take).
+    let highest = (0..30)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            server.rss_kib()
+        })
+        .max()
+        .unwrap_or_default();
+    let grown = highest.saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "16 bodies of 100 KB grew the server by {grown} KiB"
+    );
+    // Each body is then read whole and answered (a form without the callback's fields).
+    for connection in &mut connections {
+        connection.send(b"0\r\n\r\n");
+        connection.response().expect_error(400);
+    }
+}
+
+#[test]
 fn non_utf8_body_is_refused() {
     let server = Server::start();
     let mut body = Callback::new(INBOUND).encode().into_bytes();
