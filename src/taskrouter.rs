@@ -144,7 +144,7 @@ pub fn parse_attributes(text: &str) -> Option<Value> {
 /// JavaScript's `JSON.parse`, which Flex and TaskRouter's clients use, accepts such strings;
 /// serde_json refuses the whole text, which would leave the call to the fail policy for one
 /// damaged character the rules may not even look at.
-fn without_lone_surrogates(text: &str) -> Option<String> {
+pub(crate) fn without_lone_surrogates(text: &str) -> Option<String> {
     const REPLACEMENT: &str = "\\ufffd";
     let bytes = text.as_bytes();
     let unit = |at: usize| -> Option<u16> {

@@ -15,7 +15,8 @@ use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::tokens::TokenSource;
 
@@ -274,10 +275,9 @@ impl Annotator {
                 .and_then(|v| v.to_str().ok())
                 .ok_or(ApiError::Malformed("no ETag"))?
                 .to_owned();
-            let mut attributes = current_attributes(&task.body)?;
-            attributes.insert(ANNOTATION_KEY.to_owned(), annotation.clone());
+            let attributes = annotated_attributes(&task.body, annotation)?;
             let form = form_urlencoded::Serializer::new(String::new())
-                .append_pair("Attributes", &Value::Object(attributes).to_string())
+                .append_pair("Attributes", &attributes)
                 .finish();
             let headers = [
                 (CONTENT_TYPE, "application/x-www-form-urlencoded"),
@@ -297,17 +297,83 @@ impl Annotator {
     }
 }
 
-/// The task's attributes as an object. Anything else is refused rather than overwritten.
-fn current_attributes(task: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// The task's attributes, as JSON text, with `annotation` under [`ANNOTATION_KEY`] (in the
+/// place of an earlier one, else last). Every other member is written back as the text it
+/// was, not as a parse of it: a double a JavaScript writer stored, an integer past 2^64, a
+/// string with half a surrogate pair all come back exactly as they were. Attributes that are
+/// not a JSON object are refused rather than overwritten.
+fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<String, ApiError> {
     let task: Value = serde_json::from_slice(task).map_err(|_| ApiError::Malformed("not JSON"))?;
     let text = task["attributes"]
         .as_str()
         .ok_or(ApiError::Malformed("no attributes string"))?;
-    match serde_json::from_str(text) {
-        Ok(Value::Object(attributes)) => Ok(attributes),
-        _ => Err(ApiError::Malformed(
-            "the task's attributes are not a JSON object",
-        )),
+    let Members(members) = serde_json::from_str(text)
+        .or_else(
+            |error| match crate::taskrouter::without_lone_surrogates(text) {
+                // Only where a name holds half a pair, which serde_json cannot read as a String.
+                Some(repaired) => serde_json::from_str(&repaired),
+                None => Err(error),
+            },
+        )
+        .map_err(|_| ApiError::Malformed("the task's attributes are not a JSON object"))?;
+    let ours = serde_json::to_string(annotation).map_err(|_| ApiError::Malformed("annotation"))?;
+    let mut written = String::with_capacity(text.len() + ours.len() + 32);
+    let mut placed = false;
+    written.push('{');
+    for (name, value) in &members {
+        let value = if name == ANNOTATION_KEY {
+            if placed {
+                continue;
+            }
+            placed = true;
+            ours.as_str()
+        } else {
+            value.get()
+        };
+        if written.len() > 1 {
+            written.push(',');
+        }
+        written.push_str(&Value::String(name.clone()).to_string());
+        written.push(':');
+        written.push_str(value);
+    }
+    if !placed {
+        if written.len() > 1 {
+            written.push(',');
+        }
+        written.push_str(&Value::String(ANNOTATION_KEY.to_owned()).to_string());
+        written.push(':');
+        written.push_str(&ours);
+    }
+    written.push('}');
+    Ok(written)
+}
+
+/// A JSON object's members in order, each value as its text.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Box<RawValue>>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -330,4 +396,63 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The locks guard plain data with no invariant a panic could break.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{ANNOTATION_KEY, ApiError, annotated_attributes};
+
+    fn task(attributes: &str) -> Vec<u8> {
+        json!({"sid": "WT1", "attributes": attributes})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_annotation_takes_the_place_of_an_earlier_one_and_the_rest_is_kept_as_text() {
+        let ours = json!({"record": false});
+        let written = |attributes: &str| annotated_attributes(&task(attributes), &ours);
+        assert_eq!(
+            written(
+                r#"{"a": 0.42451918914251396, "conditional_recording": {"record": true}, "b": [1E+2]}"#
+            ),
+            Ok(
+                r#"{"a":0.42451918914251396,"conditional_recording":{"record":false},"b":[1E+2]}"#
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            written("{}"),
+            Ok(format!(r#"{{"{ANNOTATION_KEY}":{{"record":false}}}}"#))
+        );
+        // Two earlier annotations (another writer's mistake) become one.
+        assert_eq!(
+            written(r#"{"conditional_recording":1,"x":"\u00e9","conditional_recording":2}"#),
+            Ok(r#"{"conditional_recording":{"record":false},"x":"\u00e9"}"#.to_owned())
+        );
+        // Half a surrogate pair in a value is kept; in a name, it becomes U+FFFD.
+        assert_eq!(
+            written(r#"{"v":"\ud83d"}"#),
+            Ok(r#"{"v":"\ud83d","conditional_recording":{"record":false}}"#.to_owned())
+        );
+        assert_eq!(
+            written(r#"{"\ud83d":1}"#),
+            Ok("{\"\u{fffd}\":1,\"conditional_recording\":{\"record\":false}}".to_owned())
+        );
+        for not_an_object in ["[]", "3", "\"{}\"", "{", ""] {
+            assert_eq!(
+                written(not_an_object),
+                Err(ApiError::Malformed(
+                    "the task's attributes are not a JSON object"
+                )),
+                "{not_an_object}"
+            );
+        }
+        assert_eq!(
+            annotated_attributes(b"{\"attributes\": 3}", &ours),
+            Err(ApiError::Malformed("no attributes string"))
+        );
+    }
 }

@@ -655,8 +655,11 @@ impl Shared {
         };
         let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         let attributes = field("Attributes");
+        // An object, as TaskRouter's JSON reader takes it: like JavaScript's, it accepts a
+        // string with half a surrogate pair, which serde_json's `Value` refuses.
         if let Some(text) = &attributes
-            && !serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+            && !serde_json::from_str::<Box<serde_json::value::RawValue>>(text)
+                .is_ok_and(|raw| raw.get().starts_with('{'))
         {
             return twilio_error(400, 20001, "Attributes must be a valid JSON object");
         }
