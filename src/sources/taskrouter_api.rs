@@ -211,8 +211,8 @@ impl QueueNames {
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_BACKOFF, Duration::from_secs)
+                .and_then(|v| retry_after(v, std::time::SystemTime::now()))
+                .unwrap_or(DEFAULT_BACKOFF)
                 .min(MAX_BACKOFF);
             *lock(&self.backoff_until) = Some(Instant::now() + wait);
         }
@@ -377,6 +377,17 @@ impl<'de> serde::Deserialize<'de> for Members {
     }
 }
 
+/// A `Retry-After` value (RFC 9110): seconds, however many digits, or an HTTP date (a date
+/// already past is no wait). `None` when it is neither.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
@@ -402,7 +413,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use serde_json::json;
 
-    use super::{ANNOTATION_KEY, ApiError, annotated_attributes};
+    use super::{ANNOTATION_KEY, ApiError, annotated_attributes, retry_after};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let date = |t: SystemTime| httpdate::fmt_http_date(t);
+        assert_eq!(retry_after("25", now), Some(Duration::from_secs(25)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("99999999999999999999", now),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            retry_after(&date(now + Duration::from_secs(25)), now),
+            Some(Duration::from_secs(25))
+        );
+        assert_eq!(
+            retry_after(&date(now - Duration::from_secs(60)), now),
+            Some(Duration::ZERO)
+        );
+        for nonsense in ["", "-5", "1.5", "soon", "Tue, 31 Feb 2026 99:00:00 GMT"] {
+            assert_eq!(retry_after(nonsense, now), None, "{nonsense}");
+        }
+    }
 
     fn task(attributes: &str) -> Vec<u8> {
         json!({"sid": "WT1", "attributes": attributes})
