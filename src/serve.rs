@@ -11,6 +11,7 @@ use hyper::body::Body as _;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use lambda_http::Body;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -24,23 +25,49 @@ const MAX_CONNECTIONS: usize = 512;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// And this long to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, requests already received get this long to be answered: TaskRouter waits
+/// 5 s for an answer, so a callback in flight is never simply dropped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes; then takes no new connection, answers the requests
+/// already received (within [`DRAIN_TIMEOUT`]) and closes idle connections.
 pub async fn serve<S: RulesSource>(
     app: Arc<App<S>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    accept(app, &listener, &connections, &mut shutdown).await;
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutting down with requests still unanswered after {} ms",
+            DRAIN_TIMEOUT.as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// Accepts connections until `shutdown` completes.
+async fn accept<S: RulesSource>(
+    app: Arc<App<S>>,
+    listener: &TcpListener,
+    connections: &GracefulShutdown,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut *shutdown => return,
             permit = Arc::clone(&permits).acquire_owned() => permit,
         };
-        let Ok(permit) = permit else { return Ok(()) };
+        let Ok(permit) = permit else { return };
         let (stream, _) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut *shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -51,16 +78,17 @@ pub async fn serve<S: RulesSource>(
             },
         };
         let app = Arc::clone(&app);
+        let service = hyper::service::service_fn(move |request| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(answer(&app, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let watched = connections.watch(connection);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(answer(&app, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            if let Err(error) = watched.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(permit);

@@ -495,6 +495,35 @@ fn truncated_body_is_refused() {
 // Connections
 
 #[test]
+fn a_request_in_flight_at_sigterm_is_answered_before_the_server_exits() {
+    let mut server = Server::start();
+    let idle = server.connect();
+    let body = Callback::new(INBOUND).encode();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut connection = server.connect();
+    let head = format!(
+        "POST /assignment HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    connection.send(head.as_bytes());
+    connection.send(first.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    // Half the body is in when the server is told to stop: it stops taking connections, and
+    // this request, still arriving, is answered.
+    let pid = server.terminate(std::time::Duration::ZERO);
+    assert_eq!(pid, None, "still running, to finish the request");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    connection.send(rest.as_bytes());
+    let answer = connection.response().expect_json(200);
+    assert_eq!(answer, conference(RECORD));
+    drop(idle);
+    let status = server.terminate(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "exits 0: {status:?}");
+}
+
+#[test]
 fn many_requests_share_one_keep_alive_connection() {
     let server = Server::start();
     let mut connection = server.connect();
