@@ -169,6 +169,22 @@ impl<S: RulesSource> App<S> {
         let rules_version = loaded.as_ref().and_then(|l| l.version);
 
         let reason = decision.reason();
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        // In annotate mode the decision holds only once it is in the task's attributes (the
+        // Flex template records a task without one), so the line says whether it got there.
+        let annotation = match (self.settings.mode, decision) {
+            (AnswerMode::Annotate, Decision::Conference { record, reason }) => Some(
+                if self
+                    .annotate(&callback, record, reason, rules_version, started)
+                    .await
+                {
+                    "written"
+                } else {
+                    "failed"
+                },
+            ),
+            _ => None,
+        };
         tracing::info!(
             task_sid = %callback.task_sid,
             reservation_sid = %callback.reservation_sid,
@@ -179,17 +195,14 @@ impl<S: RulesSource> App<S> {
             reason = reason.kind(),
             rule = reason.rule().map(|r| r.to_string()),
             rules_version,
-            elapsed_us = started.elapsed().as_micros() as u64,
+            annotation,
+            elapsed_us,
             request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
             "decision"
         );
         metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
 
         if self.settings.mode == AnswerMode::Annotate {
-            if let Decision::Conference { record, reason } = decision {
-                self.annotate(&callback, record, reason, rules_version, started)
-                    .await;
-            }
             return Ok("{}".to_owned());
         }
         let pass_through = match &loaded {
@@ -287,9 +300,9 @@ impl<S> App<S> {
         reason: Reason,
         rules_version: Option<i64>,
         started: Instant,
-    ) {
+    ) -> bool {
         let Some(annotator) = &self.settings.annotator else {
-            return;
+            return false;
         };
         let decided_at = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
@@ -314,7 +327,7 @@ impl<S> App<S> {
         let cause = match tokio::time::timeout(left, written).await {
             Ok(Ok(attempts)) => {
                 tracing::info!(task_sid = %callback.task_sid, attempts, "task annotated");
-                return;
+                return true;
             }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!(
@@ -322,8 +335,15 @@ impl<S> App<S> {
                 ANNOTATE_DEADLINE.as_millis()
             ),
         };
-        tracing::warn!(task_sid = %callback.task_sid, cause = %cause, "task annotation failed");
+        tracing::warn!(
+            task_sid = %callback.task_sid,
+            reservation_sid = %callback.reservation_sid,
+            record,
+            cause = %cause,
+            "task annotation failed"
+        );
         metrics::annotation_failed();
+        false
     }
 
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
@@ -398,9 +418,9 @@ impl<S> App<S> {
         } else {
             // The URL without its query (which may carry a secret) tells an operator which
             // URL the signature was checked against.
-            let checked = url.split('?').next().unwrap_or_default();
+            let checked = without_secrets(&url);
             tracing::warn!(
-                url = checked,
+                url = %checked,
                 "signature does not match; is PUBLIC_URL or the callback URL in TaskRouter different?"
             );
             Err(Rejection::SignatureInvalid)
@@ -439,6 +459,22 @@ pub fn called_url(request: &Request) -> Option<String> {
         url.push_str(query);
     }
     Some(url)
+}
+
+/// The URL as it may be logged: no query (it may carry a secret) and no `user:password@`.
+fn without_secrets(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
 }
 
 /// Whether this is a REST API (v1) event with a query string. Such an event carries the
@@ -491,4 +527,32 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_secrets;
+
+    #[test]
+    fn a_logged_url_has_no_query_and_no_password() {
+        let cases = [
+            (
+                "https://twilio:S3cret@cr.example.com/assignment?key=k",
+                "https://cr.example.com/assignment",
+            ),
+            (
+                "https://a:b@c@h.example:8443/p#f",
+                "https://h.example:8443/p",
+            ),
+            (
+                "http://127.0.0.1:3000/assignment",
+                "http://127.0.0.1:3000/assignment",
+            ),
+            ("https://h.example?x=1", "https://h.example"),
+            ("no scheme@host/p?q", "host/p"),
+        ];
+        for (url, logged) in cases {
+            assert_eq!(without_secrets(url), logged, "{url}");
+        }
+    }
 }

@@ -368,6 +368,14 @@ fn assert_annotated_logged(logs: &Logs, callback: &Callback, attempts: u64) {
         logs.text()
     );
     assert!(failure_metrics(logs).is_empty(), "{}", logs.text());
+    assert_decision_says(logs, callback, "written");
+}
+
+/// The callback's one decision line says where the annotation went.
+fn assert_decision_says(logs: &Logs, callback: &Callback, annotation: &str) {
+    let decisions = lines(logs, "decision", callback);
+    assert_eq!(decisions.len(), 1, "one decision line\n{}", logs.text());
+    assert_eq!(decisions[0]["annotation"], annotation, "{}", decisions[0]);
 }
 
 /// One "task annotation failed" line for the callback, with a cause, and one EMF count;
@@ -380,6 +388,14 @@ fn assert_failure_logged(logs: &Logs, callback: &Callback) -> String {
         .unwrap_or_else(|| panic!("no cause in {}", failed[0]))
         .to_owned();
     assert!(!cause.trim().is_empty(), "{}", failed[0]);
+    assert_eq!(
+        failed[0]["reservation_sid"],
+        callback.get("ReservationSid"),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0]["record"].is_boolean(), "{}", failed[0]);
+    assert_decision_says(logs, callback, "failed");
     assert!(
         lines(logs, "task annotated", callback).is_empty(),
         "{}",
@@ -720,6 +736,8 @@ fn a_chat_task_makes_no_call() {
     assert_eq!(attributes_now(&standin, &chat), parse(CHAT));
     assert!(lines(&logs, "task annotated", &chat).is_empty());
     assert!(lines(&logs, "task annotation failed", &chat).is_empty());
+    let decisions = lines(&logs, "decision", &chat);
+    assert!(decisions[0].get("annotation").is_none(), "{}", decisions[0]);
     assert!(failure_metrics(&logs).is_empty());
     assert_decided(&logs, &chat, "not_a_call", None);
 }
