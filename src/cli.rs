@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::{Config, RulesLocation};
-use crate::handler::{ROUTE, Signatures};
+use crate::config::{AnswerMode, Config, RulesLocation};
+use crate::handler::{MAX_BODY_BYTES, ROUTE, Signatures};
 use crate::rules::{self, Rules, Task, is_queue_sid};
 use crate::sources::{RulesSource, read_rules_file};
 use crate::taskrouter::{self, AssignmentCallback};
@@ -155,7 +155,18 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
             "queue SID {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)"
         ));
     }
-    let decision = match taskrouter::parse_attributes(&task.attributes) {
+    let parsed = taskrouter::parse_attributes(&task.attributes);
+    if parsed.is_none() {
+        // What the service cannot read, it leaves to the fail policy; a dry run also says why.
+        let why = match serde_json::from_str::<serde_json::Value>(&task.attributes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "not a JSON object".to_owned(),
+        };
+        eprintln!(
+            "conditional-recording: the TaskAttributes cannot be read ({why}); the service answers such a task with ON_RULES_UNAVAILABLE"
+        );
+    }
+    let decision = match parsed {
         Some(attributes) => rules.decide(
             &Task {
                 attributes: &attributes,
@@ -174,6 +185,13 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
         "explanation": reason.to_string(),
         "answer": taskrouter::answer(&decision, rules.instruction()),
     });
+    if config.mode == AnswerMode::Annotate {
+        // The service answers `{}` and writes the decision into the task instead.
+        report["answer"] = json!({});
+        if let rules::Decision::Conference { record, .. } = decision {
+            report["annotation"] = json!({"record": record, "reason": reason.to_string()});
+        }
+    }
     if let Some(task_sid) = task.task_sid {
         report["task_sid"] = json!(task_sid);
     }
@@ -181,14 +199,36 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
     Ok(())
 }
 
+/// An API Gateway event is at most Lambda's 6 MB payload; a little more is allowed here.
+const MAX_EVENT_BYTES: u64 = 8 << 20;
+
+/// The file's bytes, refused past `limit` (a callback the service would refuse with 413, or
+/// something that is no callback at all) without reading more than that.
+fn read_at_most(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fault> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("{}: cannot read: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{}: over {limit} bytes; {what}", path.display()));
+    }
+    Ok(bytes)
+}
+
 fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
-    };
+    let max_body = MAX_BODY_BYTES as u64;
+    let too_large = "the service answers a callback body over 256 KiB with 413";
     let body = match (&args.attributes, &args.callback, &args.event) {
         (Some(attributes), _, _) => {
             let attributes = match attributes.strip_prefix('@') {
-                Some(path) => String::from_utf8_lossy(&read(Path::new(path))?).into_owned(),
+                Some(path) => String::from_utf8_lossy(&read_at_most(
+                    Path::new(path),
+                    max_body,
+                    "TaskAttributes come in a callback body of at most 256 KiB",
+                )?)
+                .into_owned(),
                 None => attributes.clone(),
             };
             return Ok(DryRunTask {
@@ -197,9 +237,9 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
                 queue_sid: None,
             });
         }
-        (None, Some(callback), _) => read(callback)?,
+        (None, Some(callback), _) => read_at_most(callback, max_body, too_large)?,
         (None, None, Some(event)) => {
-            let text = read(event)?;
+            let text = read_at_most(event, MAX_EVENT_BYTES, "Lambda events are at most 6 MB")?;
             let payload: LambdaRequest = serde_json::from_slice(&text).map_err(|e| {
                 format!(
                     "{}: not an API Gateway REST or HTTP API event: {e}",
@@ -212,6 +252,20 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
                     "{}: the event's body is unusable: {problem:?}",
                     event.display()
                 ));
+            }
+            // What the service would refuse before deciding, refused here too.
+            let refused = |why: &str| Err(format!("{}: {why}", event.display()));
+            if request.method() != lambda_http::http::Method::POST {
+                return refused("the service answers a method other than POST with 405");
+            }
+            if crate::handler::route_path(&request) != ROUTE {
+                return refused("the service answers a path other than /assignment with 404");
+            }
+            if !crate::handler::is_form(&request) {
+                return refused("the service answers a body that is not a form with 400");
+            }
+            if request.body().len() > MAX_BODY_BYTES {
+                return refused(too_large);
             }
             request.body().to_vec()
         }

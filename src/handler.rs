@@ -506,7 +506,7 @@ pub fn route_path(request: &Request) -> &str {
     }
 }
 
-fn is_form(request: &Request) -> bool {
+pub fn is_form(request: &Request) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)

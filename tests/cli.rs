@@ -361,3 +361,104 @@ fn decide_refuses_an_invalid_rules_document() {
         describe(&output)
     );
 }
+
+#[test]
+fn decide_refuses_what_the_service_refuses_and_reads_no_more_than_a_callback() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let rules = path_str(&rules);
+    let fails = |args: &[&str], expected: &str| {
+        let output = run(args, &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert!(
+            text(&output.stderr).contains(expected),
+            "{}",
+            describe(&output)
+        );
+        assert!(output.stdout.is_empty(), "{}", describe(&output));
+    };
+    // A callback body over 256 KiB: the service answers 413, so no decision here either.
+    let big = dir.write(
+        "big.body",
+        &format!("TaskSid=WT1&Padding={}", "x".repeat(300 * 1024)),
+    );
+    fails(
+        &["decide", "--rules", rules, "--callback", path_str(&big)],
+        "413",
+    );
+    // An endless file is not read to the end.
+    fails(
+        &["decide", "--rules", rules, "--attributes", "@/dev/zero"],
+        "over 262144 bytes",
+    );
+    // An event the service would refuse before deciding.
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("events/http-inbound-recorded.json"),
+        )
+        .expect("the example event"),
+    )
+    .expect("JSON");
+    let mut get = event.clone();
+    get["requestContext"]["http"]["method"] = json!("GET");
+    let get = dir.write("get.json", &get.to_string());
+    fails(
+        &["decide", "--rules", rules, "--event", path_str(&get)],
+        "405",
+    );
+    let mut elsewhere = event.clone();
+    elsewhere["rawPath"] = json!("/status");
+    elsewhere["requestContext"]["http"]["path"] = json!("/status");
+    let elsewhere = dir.write("elsewhere.json", &elsewhere.to_string());
+    fails(
+        &["decide", "--rules", rules, "--event", path_str(&elsewhere)],
+        "404",
+    );
+    let fine = dir.write("fine.json", &event.to_string());
+    let output = run(
+        &["decide", "--rules", rules, "--event", path_str(&fine)],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn decide_answers_as_the_mode_does_and_says_why_attributes_cannot_be_read() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let output = run(
+        &[
+            "decide",
+            "--rules",
+            path_str(&rules),
+            "--attributes",
+            OUTBOUND,
+        ],
+        &[("ANSWER_MODE", "annotate")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(report["answer"], json!({}));
+    assert_eq!(report["annotation"]["record"], json!(false));
+    assert_eq!(report["decision"], "do-not-record");
+
+    let output = run(
+        &[
+            "decide",
+            "--rules",
+            path_str(&rules),
+            "--attributes",
+            r#"{"call_sid":"CA1""#,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(report["reason"], "task_attributes_unparseable");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot be read (EOF while parsing an object"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("CA1"), "no value is echoed: {stderr}");
+}
