@@ -11,6 +11,7 @@ use base64::Engine;
 use lambda_http::http::{self, header::HOST};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, TransformResponse};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
@@ -88,14 +89,19 @@ fn has_sound_uri(event: &LambdaRequest) -> bool {
             e.request_context.domain_name.as_deref(),
             e.path.as_deref(),
             e.request_context.stage.as_deref(),
-            None,
+            // The query `lambda_http` writes from the parameter maps, as it writes it.
+            Some(if e.multi_value_query_string_parameters.is_empty() {
+                e.query_string_parameters.to_query_string()
+            } else {
+                e.multi_value_query_string_parameters.to_query_string()
+            }),
         ),
         LambdaRequest::ApiGatewayV2(e) => (
             &e.headers,
             e.request_context.domain_name.as_deref(),
             e.raw_path.as_deref(),
             e.request_context.stage.as_deref(),
-            e.raw_query_string.as_deref(),
+            e.raw_query_string.clone(),
         ),
         _ => return true,
     };
@@ -120,6 +126,7 @@ fn has_sound_uri(event: &LambdaRequest) -> bool {
             };
             let local = url::Url::parse(&format!("http://localhost{path}")).is_ok();
             let query = raw_query
+                .as_deref()
                 .filter(|q| !q.is_empty())
                 .map(|q| format!("?{q}"))
                 .unwrap_or_default();
@@ -138,6 +145,8 @@ fn neutralise_uri(event: &mut LambdaRequest) {
             e.request_context.domain_name = None;
             e.request_context.stage = None;
             e.path = Some("/".into());
+            e.query_string_parameters = Default::default();
+            e.multi_value_query_string_parameters = Default::default();
         }
         LambdaRequest::ApiGatewayV2(e) => {
             e.headers.remove(HOST);
@@ -151,12 +160,97 @@ fn neutralise_uri(event: &mut LambdaRequest) {
     }
 }
 
+/// More distinct header names than any API Gateway request can carry (its headers are
+/// limited to about 10 KB). `http`'s header map panics past about 24,500, so an event with
+/// more is answered 431 before it is turned into a request.
+pub const MAX_HEADER_NAMES: usize = 1_000;
+
+/// An event that is not an API Gateway REST or HTTP API event (a direct invoke of something
+/// else): reported to the runtime as the invocation's error, without quoting the event.
+#[derive(Debug, thiserror::Error)]
+#[error("the event is not an API Gateway REST or HTTP API event")]
+pub struct NotAnApiGatewayEvent;
+
+impl From<NotAnApiGatewayEvent> for lambda_http::lambda_runtime::Diagnostic {
+    fn from(error: NotAnApiGatewayEvent) -> Self {
+        lambda_http::lambda_runtime::Diagnostic {
+            error_type: "NotAnApiGatewayEvent".into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Answers one invocation from the event's JSON text: checked for what would make the
+/// conversion to a request panic, then as [`answer`].
+pub async fn answer_event<S: RulesSource>(
+    app: &App<S>,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<Value, NotAnApiGatewayEvent> {
+    let (text, context) = (event.payload, event.context);
+    if header_names(text.get()) > MAX_HEADER_NAMES {
+        return Ok(json!({
+            "statusCode": 431,
+            "headers": {"content-type": "application/json"},
+            "body": json!({"error": format!("more than {MAX_HEADER_NAMES} header names")}).to_string(),
+            "isBase64Encoded": false,
+        }));
+    }
+    let payload: LambdaRequest =
+        serde_json::from_str(text.get()).map_err(|_| NotAnApiGatewayEvent)?;
+    Ok(answer(app, LambdaEvent::new(payload, context)).await)
+}
+
+/// How many header names the larger of the event's `headers` and `multiValueHeaders` holds,
+/// counted without building anything; 0 when the event is not shaped so (the conversion
+/// says why).
+fn header_names(event: &str) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Headers {
+        headers: Option<Names>,
+        #[serde(rename = "multiValueHeaders")]
+        multi_value_headers: Option<Names>,
+    }
+    struct Names(usize);
+    impl<'de> serde::Deserialize<'de> for Names {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Names, D::Error> {
+            struct Counter;
+            impl<'de> serde::de::Visitor<'de> for Counter {
+                type Value = Names;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a map of headers")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Names, A::Error> {
+                    let mut names = 0;
+                    while map
+                        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                        .is_some()
+                    {
+                        names += 1;
+                    }
+                    Ok(Names(names))
+                }
+            }
+            deserializer.deserialize_map(Counter)
+        }
+    }
+    // A REST event names most headers in both maps; the request gets their union, at most
+    // twice the larger count.
+    serde_json::from_str::<Headers>(event).map_or(0, |h| {
+        h.headers
+            .map_or(0, |n| n.0)
+            .max(h.multi_value_headers.map_or(0, |n| n.0))
+    })
+}
+
 /// Runs the Lambda runtime loop until the runtime stops it.
 pub async fn run<S: RulesSource>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
-        move |event: LambdaEvent<LambdaRequest>| {
+        move |event: LambdaEvent<Box<RawValue>>| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(answer(&app, event).await) }
+            async move { answer_event(&app, event).await }
         },
     ))
     .await

@@ -406,3 +406,62 @@ fn set_header(event: &mut Value, name: &str, value: &str) {
         event["multiValueHeaders"][name] = json!([value]);
     }
 }
+
+/// Sends an event's JSON text through Lambda mode's whole path, as the runtime hands it over.
+async fn invoke_text(
+    app: &App<StaticRules>,
+    text: &str,
+) -> Result<Value, lambda::NotAnApiGatewayEvent> {
+    let raw = serde_json::value::RawValue::from_string(text.to_owned()).expect("JSON text");
+    lambda::answer_event(app, LambdaEvent::new(raw, Context::default())).await
+}
+
+#[tokio::test]
+async fn an_event_with_more_header_names_than_any_request_is_431_not_a_crash() {
+    let app = signing_app();
+    for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
+        for (count, status) in [(lambda::MAX_HEADER_NAMES - 40, 403), (25_000, 431)] {
+            let mut padded = event(name);
+            for i in 0..count {
+                padded["headers"][format!("x-pad-{i}")] = json!("v");
+            }
+            // 25,000 names made `http`'s header map panic, which stopped the process.
+            let answer = invoke_text(&app, &padded.to_string())
+                .await
+                .expect("an answer");
+            assert_eq!(
+                answer["statusCode"], status,
+                "{name} with {count} more headers"
+            );
+        }
+        let mut multi = event(name);
+        multi["multiValueHeaders"] = json!({});
+        for i in 0..25_000 {
+            multi["multiValueHeaders"][format!("x-pad-{i}")] = json!(["v"]);
+        }
+        let answer = invoke_text(&app, &multi.to_string())
+            .await
+            .expect("an answer");
+        assert_eq!(answer["statusCode"], 431, "{name}");
+    }
+    let not_api_gateway = r#"{"Records": [{"eventSource": "aws:sqs", "body": "x"}]}"#;
+    assert!(invoke_text(&app, not_api_gateway).await.is_err());
+    let answered = invoke_text(&app, &event("http-api-default-stage.json").to_string()).await;
+    assert_eq!(answered.expect("an answer")["statusCode"], 403);
+}
+
+#[tokio::test]
+async fn a_rest_api_query_too_long_for_a_uri_is_400_not_a_panic() {
+    let app = signing_app();
+    let mut long = event("rest-api-prod-stage.json");
+    long["queryStringParameters"] = json!({"a": "x".repeat(70_000)});
+    long["multiValueQueryStringParameters"] = json!({"a": ["x".repeat(70_000)]});
+    let (status, _, body) = invoke(&app, long).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": "the request's host, path or query is malformed"})
+        )
+    );
+}

@@ -148,7 +148,7 @@ fn lambda_mode_survives_foreign_events_and_broken_base64() {
             invocation.stdout
         );
         assert!(
-            invocation.stderr.contains("DeserializeError"),
+            invocation.stderr.contains("NotAnApiGatewayEvent"),
             "the invoker did not get the function's error:\n{}",
             invocation.stderr
         );
