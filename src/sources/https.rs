@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -131,6 +132,27 @@ impl HttpConnector for SdkConnector {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        let mut request = request;
+        // Lets the SDK close a connection that failed mid-exchange (its retry then opens a
+        // fresh one), as its own client does; without it the SDK logs an error per failure.
+        let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
+        if let Some(capture) = request.extensions().get::<CaptureSmithyConnection>() {
+            capture.set_connection_retriever(move || {
+                let connected = connection.connection_metadata();
+                connected.as_ref()?;
+                let connection = connection.clone();
+                Some(
+                    ConnectionMetadata::builder()
+                        .proxied(false)
+                        .poison_fn(move || {
+                            if let Some(connected) = connection.connection_metadata().as_ref() {
+                                connected.poison();
+                            }
+                        })
+                        .build(),
+                )
+            });
+        }
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
             let sent = client.request(request);
@@ -269,6 +291,26 @@ mod tests {
             body.expect("at the limit").to_bytes().len(),
             MAX_SDK_RESPONSE_BYTES
         );
+    }
+
+    #[tokio::test]
+    async fn the_sdk_is_told_which_connection_answered_so_it_can_close_it() {
+        let url = one_shot(Some(
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+        ))
+        .await;
+        let capture = CaptureSmithyConnection::new();
+        let mut request = HttpRequest::get(url).expect("request");
+        request.add_extension(capture.clone());
+        let response = SdkClient::new()
+            .expect("TLS settings")
+            .connector((Some(Duration::from_millis(500)), None))
+            .call(request)
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 500);
+        let connection = capture.get().expect("the connection, for the SDK");
+        connection.poison();
     }
 
     #[tokio::test]
