@@ -1,6 +1,7 @@
 //! The root certificates both outbound clients (SSM, TaskRouter's REST API) trust: the set
 //! built in, or the system's way when SSL_CERT_FILE or SSL_CERT_DIR name others. Roots that
-//! are named but cannot be read stop the start with one line naming the variable.
+//! are named but cannot be read stop the start with one line naming the variable, as does an
+//! SSM endpoint variable that is set but empty.
 
 mod support;
 
@@ -81,6 +82,28 @@ fn roots_that_cannot_be_read_stop_the_start_in_both_modes() {
                 last.contains("SSL_CERT_FILE or SSL_CERT_DIR"),
                 "one last line names the variables: {what}"
             );
+        }
+    }
+}
+
+#[test]
+fn an_empty_aws_endpoint_variable_stops_the_start_with_its_name_not_a_panic() {
+    for name in ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"] {
+        for value in ["", "  "] {
+            let env = [
+                ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+                ("RULES_PARAMETER", "/conditional-recording/rules"),
+                ("TWILIO_AUTH_TOKEN", TOKEN),
+                (name, value),
+            ];
+            let output = command(&env).output().expect("run the binary");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let what = format!("{name}={value:?}: {stderr}");
+            // An empty AWS_ENDPOINT_URL_SSM made the SDK panic while it was configured.
+            assert_eq!(output.status.code(), Some(1), "{what}");
+            assert!(!stderr.contains("panicked"), "{what}");
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(last.contains(&format!("{name} is set but empty")), "{what}");
         }
     }
 }

@@ -22,6 +22,14 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Builds the SSM client once, on the HTTPS stack the TaskRouter client uses too.
 /// `AWS_ENDPOINT_URL_SSM`, `AWS_REGION` and the usual credential variables apply.
 pub async fn client() -> Result<aws_sdk_ssm::Client, String> {
+    // The SDK reads these itself, and panics on an empty one (a blank override, say).
+    for name in ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"] {
+        if std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty()) {
+            return Err(format!(
+                "{name} is set but empty, which the AWS SDK cannot use: unset it for SSM's own endpoint, or give a URL"
+            ));
+        }
+    }
     let config = aws_config::defaults(BehaviorVersion::latest())
         .http_client(SdkClient::new()?)
         .timeout_config(

@@ -73,6 +73,8 @@ const PRODUCT_ENV: &[&str] = &[
     "RUST_LOG",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_ENDPOINT_URL",
 ];
 
 /// A command for the binary with none of the product's variables inherited, plus `env`.
