@@ -110,6 +110,18 @@ pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError>
     Ok(text)
 }
 
+/// An error and its sources on one line, each by its `Display`.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Rules read from an SSM parameter through the cache.
 pub type ParameterRules = Cached<LoadedRules, ssm::Parameter>;
 

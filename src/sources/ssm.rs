@@ -177,16 +177,7 @@ fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
         ),
         // Timeouts, failures to connect or send, requests that could not be built: made
         // before any answer, so their descriptions hold none.
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(inner) = source {
-                text.push_str(": ");
-                text.push_str(&inner.to_string());
-                source = inner.source();
-            }
-            text
-        }
+        other => super::error_chain(other),
     };
     one_line(&text)
 }

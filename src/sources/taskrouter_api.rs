@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::error_chain;
 use super::tokens::TokenSource;
 
 /// A lookup that has not finished by then has failed; with an SSM refresh (2.5 s at most)
@@ -390,18 +391,6 @@ fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
 
 fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-/// An error and its sources on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
