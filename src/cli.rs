@@ -205,16 +205,9 @@ const MAX_EVENT_BYTES: u64 = 8 << 20;
 /// The file's bytes, refused past `limit` (a callback the service would refuse with 413, or
 /// something that is no callback at all) without reading more than that.
 fn read_at_most(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fault> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| format!("{}: cannot read: {e}", path.display());
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("{}: over {limit} bytes; {what}", path.display()));
-    }
-    Ok(bytes)
+    crate::sources::read_at_most(path, limit)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: over {limit} bytes; {what}", path.display()))
 }
 
 fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {

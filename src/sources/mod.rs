@@ -90,24 +90,32 @@ pub enum FileRulesError {
 
 /// Reads a rules file without reading more than a document may hold.
 pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError> {
-    use std::io::Read;
-    let shown = || path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| FileRulesError::Unreadable {
-        path: shown(),
+    let unreadable = |error| FileRulesError::Unreadable {
+        path: path.display().to_string(),
         error,
-    })?;
-    let mut text = String::new();
-    let limit = crate::rules::MAX_DOCUMENT_BYTES as u64;
-    file.take(limit + 1)
-        .read_to_string(&mut text)
-        .map_err(|error| FileRulesError::Unreadable {
-            path: shown(),
-            error,
+    };
+    let bytes = read_at_most(path, crate::rules::MAX_DOCUMENT_BYTES as u64)
+        .map_err(unreadable)?
+        .ok_or_else(|| FileRulesError::TooLarge {
+            path: path.display().to_string(),
         })?;
-    if text.len() as u64 > limit {
-        return Err(FileRulesError::TooLarge { path: shown() });
-    }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+/// A file's bytes, or `None` when it holds more than `limit`; no more than `limit + 1`
+/// bytes are read, however long the file (or `/dev/zero`) is.
+pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// An error and its sources on one line, each by its `Display`.
