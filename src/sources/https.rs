@@ -195,7 +195,7 @@ fn classify(error: hyper_util::client::legacy::Error) -> ConnectorError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -215,7 +215,7 @@ mod tests {
 
     /// Serves one connection on 127.0.0.1: reads the request head, then writes `answer`
     /// (nothing, and holds the connection, when `answer` is `None`).
-    async fn one_shot(answer: Option<&'static [u8]>) -> String {
+    pub(crate) async fn one_shot(answer: Option<&'static [u8]>) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move {

@@ -190,7 +190,6 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use aws_sdk_ssm::types::Parameter;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An SSM client for `endpoint`, on the service's HTTPS stack, with test credentials.
     fn client_for(endpoint: &str) -> aws_sdk_ssm::Client {
@@ -205,26 +204,17 @@ mod tests {
         aws_sdk_ssm::Client::from_conf(config)
     }
 
-    /// Answers every request on 127.0.0.1 with `answer`.
-    async fn ssm_answering(answer: String) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    /// What a fetch reports when SSM answers `status` with `body` under a Content-Length of
+    /// `length`.
+    async fn cause_of(status: &str, body: &str, length: usize) -> String {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {length}\r\n\r\n{body}"
+        );
+        let endpoint = super::super::https::tests::one_shot(Some(answer.into_bytes().leak())).await;
+        crate::sources::ssm::Parameter::new(client_for(&endpoint), "/cr/token")
+            .fetch()
             .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let _ = socket.write_all(answer.as_bytes()).await;
-            }
-        });
-        format!("http://{address}")
+            .expect_err("a failure")
     }
 
     #[tokio::test]
@@ -239,44 +229,19 @@ mod tests {
             format!("<html>{SECRET}</html>"),
         ];
         for body in unreadable {
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let parameter = crate::sources::ssm::Parameter::new(
-                client_for(&ssm_answering(answer).await),
-                "/cr/token",
-            );
-            let cause = parameter.fetch().await.expect_err("unreadable");
-            assert!(!cause.contains(SECRET), "{cause}");
+            let cause = cause_of("200 OK", &body, body.len()).await;
             assert_eq!(cause, "SSM's answer (HTTP 200) could not be read");
         }
         // Cut short by its Content-Length.
         let body = format!(r#"{{"Parameter":{{"Value":"{SECRET}","Version":1}}}}"#);
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len() + 40
-        );
-        let parameter = crate::sources::ssm::Parameter::new(
-            client_for(&ssm_answering(answer).await),
-            "/cr/token",
-        );
-        let cause = parameter.fetch().await.expect_err("cut short");
+        let cause = cause_of("200 OK", &body, body.len() + 40).await;
         assert!(!cause.contains(SECRET), "{cause}");
     }
 
     #[tokio::test]
     async fn an_error_ssm_answers_is_named_by_its_code_and_message() {
         let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-        let answer = format!(
-            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let parameter = crate::sources::ssm::Parameter::new(
-            client_for(&ssm_answering(answer).await),
-            "/cr/rules",
-        );
-        let cause = parameter.fetch().await.expect_err("throttled");
+        let cause = cause_of("400 Bad Request", body, body.len()).await;
         assert_eq!(cause, "SSM answered ThrottlingException: Rate exceeded");
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
