@@ -64,6 +64,7 @@ pub fn lint(document: &Value) -> Vec<Warning> {
     for key in ["exclude_attributes", "include_attributes", "voice_tasks"] {
         let conditions = list(key);
         for (index, condition) in conditions.iter().enumerate() {
+            builtin_names(condition, &format!("{key}[{index}]"), &mut warn);
             if let Some(first) = conditions[..index].iter().position(|c| c == condition) {
                 warn(
                     format!("{key}[{index}]"),
@@ -90,6 +91,45 @@ pub fn lint(document: &Value) -> Vec<Warning> {
         }
     }
     warnings
+}
+
+/// Names every JavaScript value of some type answers to without having them as its own
+/// members: `length` (strings and arrays), and what every object inherits.
+const JAVASCRIPT_BUILT_INS: &[&str] = &[
+    "length",
+    "constructor",
+    "__proto__",
+    "hasOwnProperty",
+    "isPrototypeOf",
+    "propertyIsEnumerable",
+    "toLocaleString",
+    "toString",
+    "valueOf",
+    "__defineGetter__",
+    "__defineSetter__",
+    "__lookupGetter__",
+    "__lookupSetter__",
+];
+
+/// Warns for each `key` (here or inside `all`) with a segment the Flex template, which walks
+/// the path in JavaScript, would read as a built-in property.
+fn builtin_names(condition: &Value, path: &str, warn: &mut impl FnMut(String, String)) {
+    if let Some(inner) = condition.get("all").and_then(Value::as_array) {
+        for (index, condition) in inner.iter().enumerate() {
+            builtin_names(condition, &format!("{path}.all[{index}]"), warn);
+        }
+    }
+    let Some(key) = condition.get("key").and_then(Value::as_str) else {
+        return;
+    };
+    if let Some(name) = key.split('.').find(|s| JAVASCRIPT_BUILT_INS.contains(s)) {
+        warn(
+            format!("{path}.key"),
+            format!(
+                "{name:?} is a JavaScript built-in name: the Flex template would read it on any value (\"abc\".length is 3, constructor.name is \"Object\"); this service reads only the task's own attributes, so the two can decide differently"
+            ),
+        );
+    }
 }
 
 /// `WQ`/`wq` followed by hex-ish characters: what a SID copied with a typo looks like.
@@ -134,6 +174,36 @@ mod tests {
                 "exclude_attributes[1]: duplicate of exclude_attributes[0]",
                 "include_queues[1]: useless: exclude_queues[2] excludes the same calls, and exclusion wins",
                 "include_attributes[0]: useless: exclude_attributes[0] excludes the same calls, and exclusion wins",
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_through_javascript_built_ins_are_worth_a_word() {
+        let document = json!({
+            "enabled": true,
+            "exclude_attributes": [
+                {"key": "caller.length", "value": 12},
+                {"all": [{"key": "direction", "value": "outbound"}, {"key": "customer.constructor.name", "value": "Object"}]},
+                {"key": "lengthy", "value": 1},
+                {"pointer": "/length", "value": 1},
+            ],
+            "voice_tasks": [{"key": "__proto__.x", "exists": true}],
+        });
+        let built_in = |name: &str| {
+            format!(
+                "{name:?} is a JavaScript built-in name: the Flex template would read it on any value (\"abc\".length is 3, constructor.name is \"Object\"); this service reads only the task's own attributes, so the two can decide differently"
+            )
+        };
+        assert_eq!(
+            messages(document),
+            [
+                format!("exclude_attributes[0].key: {}", built_in("length")),
+                format!(
+                    "exclude_attributes[1].all[1].key: {}",
+                    built_in("constructor")
+                ),
+                format!("voice_tasks[0].key: {}", built_in("__proto__")),
             ]
         );
     }
