@@ -175,6 +175,7 @@ fn bench(c: &mut Criterion, name: &str, document: &Value, queue_name: Option<&st
         attributes: &attributes,
         queue_sid: Some(QUEUE_SID),
         queue_name,
+        channel: None,
     };
     // The first decision creates each regex's matching cache; later ones allocate nothing.
     rules.decide(&task, FailPolicy::DoNotRecord);

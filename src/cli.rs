@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::config::{AnswerMode, Config, RulesLocation};
 use crate::handler::{MAX_BODY_BYTES, ROUTE, Signatures};
-use crate::rules::{self, Rules, Task, is_queue_sid};
+use crate::rules::{self, Rules, is_queue_sid};
 use crate::sources::{RulesSource, read_rules_file};
-use crate::taskrouter::{self, AssignmentCallback};
+use crate::taskrouter::{self, Answer, AssignmentCallback, NoInstruction};
 use crate::wiring::{self, Face};
 use lambda_http::request::LambdaRequest;
 
@@ -62,6 +62,10 @@ pub struct DecideArgs {
     /// The task's queue friendly name, as the TaskRouter REST API would resolve it
     #[arg(long)]
     pub queue_name: Option<String>,
+    /// The task channel's unique name (voice, chat, sms, ...), as TaskChannelUniqueName;
+    /// overrides the callback's
+    #[arg(long)]
+    pub channel: Option<String>,
 }
 
 /// A fault that ends a command, printed as one line on stderr.
@@ -144,6 +148,7 @@ struct DryRunTask {
     task_sid: Option<String>,
     attributes: String,
     queue_sid: Option<String>,
+    channel: Option<String>,
 }
 
 pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
@@ -166,31 +171,41 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
             "conditional-recording: the TaskAttributes cannot be read ({why}); the service answers such a task with ON_RULES_UNAVAILABLE"
         );
     }
-    let decision = match parsed {
-        Some(attributes) => rules.decide(
-            &Task {
-                attributes: &attributes,
-                queue_sid: queue_sid.as_deref(),
-                queue_name: args.queue_name.as_deref(),
-            },
-            config.fail_policy,
-        ),
-        None => rules::Decision::fail(config.fail_policy, rules::Reason::AttributesUnparseable),
+    let channel = args.channel.clone().or(task.channel);
+    let arrival = rules::Arrival {
+        attributes: parsed.as_ref(),
+        queue_sid: queue_sid.as_deref(),
+        queue_name: args.queue_name.as_deref(),
+        channel: channel.as_deref(),
     };
+    let decision = rules::decide_arrival(Some(&rules), arrival, config.fail_policy);
     let reason = decision.reason();
+    let answer = match config.mode {
+        AnswerMode::Conference => {
+            taskrouter::answer(&decision, parsed.as_ref(), rules.instruction())
+        }
+        // The service answers `{}` and writes the decision into the task instead.
+        AnswerMode::Annotate => Answer::Nothing(match decision {
+            rules::Decision::NotACall => NoInstruction::NotACall,
+            rules::Decision::Conference { .. } => NoInstruction::AnnotateMode,
+        }),
+    };
     let mut report = json!({
         "decision": decision.outcome(),
         "reason": reason.kind(),
         "rule": reason.rule().map(|r| r.to_string()),
         "explanation": reason.to_string(),
-        "answer": taskrouter::answer(&decision, rules.instruction()),
+        "answer": answer,
+        "answer_reason": answer.no_instruction().map(NoInstruction::as_str),
     });
-    if config.mode == AnswerMode::Annotate {
-        // The service answers `{}` and writes the decision into the task instead.
-        report["answer"] = json!({});
-        if let rules::Decision::Conference { record, .. } = decision {
-            report["annotation"] = json!({"record": record, "reason": reason.to_string()});
-        }
+    if config.mode == AnswerMode::Annotate
+        && let rules::Decision::Conference { record, .. } = decision
+    {
+        report["annotation"] = match parsed.as_ref().and_then(taskrouter::stamped_record) {
+            // An earlier reservation's stamp is the call's first decision, and stays.
+            Some(first) => json!({"kept": {"record": first}}),
+            None => json!({"record": record, "reason": reason.to_string()}),
+        };
     }
     if let Some(task_sid) = task.task_sid {
         report["task_sid"] = json!(task_sid);
@@ -228,6 +243,7 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
                 task_sid: None,
                 attributes,
                 queue_sid: None,
+                channel: None,
             });
         }
         (None, Some(callback), _) => read_at_most(callback, max_body, too_large)?,
@@ -270,6 +286,7 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
         task_sid: Some(callback.task_sid),
         attributes: callback.task_attributes,
         queue_sid: callback.task_queue_sid,
+        channel: callback.task_channel,
     })
 }
 

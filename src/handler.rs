@@ -7,16 +7,16 @@ use std::time::Instant;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::AnswerMode;
 use crate::metrics;
-use crate::rules::{self, Decision, FailPolicy, Reason, Task};
+use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::signature;
-use crate::sources::taskrouter_api::{Annotator, QueueNames};
+use crate::sources::taskrouter_api::{Annotated, Annotator, QueueNames};
 use crate::sources::tokens::TokenSource;
 use crate::sources::{LoadedRules, RulesSource};
-use crate::taskrouter::{self, AssignmentCallback, CallbackError};
+use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstruction};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
 pub const ROUTE: &str = "/assignment";
@@ -165,26 +165,50 @@ impl<S: RulesSource> App<S> {
         // slow fetches cost the time of one.
         let (callback, loaded) = tokio::join!(self.accept(request), self.rules.current());
         let callback = callback?;
-        let (decision, queue_name) = self.decide(&callback, loaded.as_deref(), started).await;
+        let attributes = taskrouter::parse_attributes(&callback.task_attributes);
+        let (decision, queue_name) = self
+            .decide(&callback, attributes.as_ref(), loaded.as_deref(), started)
+            .await;
         let rules_version = loaded.as_ref().and_then(|l| l.version);
 
         let reason = decision.reason();
-        let elapsed_us = started.elapsed().as_micros() as u64;
+        let pass_through = match &loaded {
+            Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
+            None => Cow::Owned(serde_json::Map::new()),
+        };
+        let answer = match (self.settings.mode, decision) {
+            (AnswerMode::Conference, _) => {
+                taskrouter::answer(&decision, attributes.as_ref(), &pass_through)
+            }
+            (AnswerMode::Annotate, Decision::NotACall) => Answer::Nothing(NoInstruction::NotACall),
+            (AnswerMode::Annotate, Decision::Conference { .. }) => {
+                Answer::Nothing(NoInstruction::AnnotateMode)
+            }
+        };
         // In annotate mode the decision holds only once it is in the task's attributes (the
-        // Flex template records a task without one), so the line says whether it got there.
-        let annotation = match (self.settings.mode, decision) {
-            (AnswerMode::Annotate, Decision::Conference { record, reason }) => Some(
-                if self
-                    .annotate(&callback, record, reason, rules_version, started)
+        // Flex template records a task without one), so the line says whether it got there,
+        // or which earlier decision it found there and kept.
+        let (annotation, first) = match (self.settings.mode, decision) {
+            (AnswerMode::Annotate, Decision::Conference { record, reason }) => {
+                let stamp = Stamp {
+                    record,
+                    reason,
+                    rules_version,
+                };
+                match self
+                    .annotate(&callback, attributes.as_ref(), stamp, started)
                     .await
                 {
-                    "written"
-                } else {
-                    "failed"
-                },
-            ),
-            _ => None,
+                    Some(Annotated::Written { .. }) => (Some("written"), None),
+                    Some(Annotated::Kept { record }) => {
+                        (Some("kept"), Some(rules::record_outcome(record)))
+                    }
+                    None => (Some("failed"), None),
+                }
+            }
+            _ => (None, None),
         };
+        let elapsed_us = started.elapsed().as_micros() as u64;
         tracing::info!(
             task_sid = %callback.task_sid,
             reservation_sid = %callback.reservation_sid,
@@ -195,21 +219,16 @@ impl<S: RulesSource> App<S> {
             reason = reason.kind(),
             rule = reason.rule().map(|r| r.to_string()),
             rules_version,
+            answer = answer.kind(),
+            answer_reason = answer.no_instruction().map(NoInstruction::as_str),
             annotation,
+            first,
             elapsed_us,
             request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
             "decision"
         );
         metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
-
-        if self.settings.mode == AnswerMode::Annotate {
-            return Ok("{}".to_owned());
-        }
-        let pass_through = match &loaded {
-            Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
-            None => Cow::Owned(serde_json::Map::new()),
-        };
-        Ok(taskrouter::answer(&decision, &pass_through).to_json())
+        Ok(answer.to_json())
     }
 
     /// The checks before any decision: route, method, body, form, account, signature, and
@@ -249,39 +268,31 @@ impl<S: RulesSource> App<S> {
     }
 
     /// The decision for an accepted callback, and the queue name when it had to be fetched.
-    /// When good rules cannot decide, the fail policy does.
+    /// When good rules cannot decide a call, the fail policy does.
     async fn decide(
         &self,
         callback: &AssignmentCallback,
+        attributes: Option<&Value>,
         loaded: Option<&LoadedRules>,
         started: Instant,
     ) -> (Decision, Option<Arc<str>>) {
         let policy = self.settings.fail_policy;
-        let Some(attributes) = taskrouter::parse_attributes(&callback.task_attributes) else {
-            return (Decision::fail(policy, Reason::AttributesUnparseable), None);
-        };
-        let Some(loaded) = loaded else {
-            let decision = if rules::is_call_by_default(&attributes) {
-                Decision::fail(policy, Reason::RulesUnavailable)
-            } else {
-                Decision::NotACall
-            };
-            return (decision, None);
-        };
-        let mut task = Task {
-            attributes: &attributes,
+        let rules = loaded.map(|l| &l.rules);
+        let mut arrival = Arrival {
+            attributes,
             queue_sid: callback.task_queue_sid.as_deref(),
             queue_name: None,
+            channel: callback.task_channel.as_deref(),
         };
-        let decision = loaded.rules.decide(&task, policy);
+        let decision = rules::decide_arrival(rules, arrival, policy);
         // Only a decision that needs the queue's name asks TaskRouter for it.
         if decision.reason() != Reason::QueueNameUnresolved {
             return (decision, None);
         }
         match self.queue_name(callback, started).await {
             Some(name) => {
-                task.queue_name = Some(&name);
-                let decision = loaded.rules.decide(&task, policy);
+                arrival.queue_name = Some(&name);
+                let decision = rules::decide_arrival(rules, arrival, policy);
                 (decision, Some(name))
             }
             None => (decision, None),
@@ -289,21 +300,30 @@ impl<S: RulesSource> App<S> {
     }
 }
 
+/// A decision as it is stamped on a task.
+struct Stamp {
+    record: bool,
+    reason: Reason,
+    rules_version: Option<i64>,
+}
+
 impl<S> App<S> {
     /// Writes the decision into the task's attributes, within [`ANNOTATE_DEADLINE`] of the
-    /// request's start so TaskRouter still gets its answer in time. Failures are logged and
-    /// counted; the answer is `{}` either way.
+    /// request's start so TaskRouter still gets its answer in time, unless the task already
+    /// has a stamp (an earlier reservation's, in the callback's attributes or found on the
+    /// task), which is the call's first decision and stays. `None` when the write failed:
+    /// that is logged and counted; the answer is `{}` either way.
     async fn annotate(
         &self,
         callback: &AssignmentCallback,
-        record: bool,
-        reason: Reason,
-        rules_version: Option<i64>,
+        attributes: Option<&Value>,
+        stamp: Stamp,
         started: Instant,
-    ) -> bool {
-        let Some(annotator) = &self.settings.annotator else {
-            return false;
-        };
+    ) -> Option<Annotated> {
+        if let Some(record) = attributes.and_then(taskrouter::stamped_record) {
+            return Some(Annotated::Kept { record });
+        }
+        let annotator = self.settings.annotator.as_ref()?;
         let decided_at = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .ok()
@@ -312,9 +332,9 @@ impl<S> App<S> {
                     .ok()
             });
         let annotation = json!({
-            "record": record,
-            "reason": reason.to_string(),
-            "rules_version": rules_version,
+            "record": stamp.record,
+            "reason": stamp.reason.to_string(),
+            "rules_version": stamp.rules_version,
             "decided_at": decided_at,
         });
         let left = ANNOTATE_DEADLINE.saturating_sub(started.elapsed());
@@ -325,9 +345,11 @@ impl<S> App<S> {
             &annotation,
         );
         let cause = match tokio::time::timeout(left, written).await {
-            Ok(Ok(attempts)) => {
-                tracing::info!(task_sid = %callback.task_sid, attempts, "task annotated");
-                return true;
+            Ok(Ok(annotated)) => {
+                if let Annotated::Written { attempts } = annotated {
+                    tracing::info!(task_sid = %callback.task_sid, attempts, "task annotated");
+                }
+                return Some(annotated);
             }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!(
@@ -338,12 +360,12 @@ impl<S> App<S> {
         tracing::warn!(
             task_sid = %callback.task_sid,
             reservation_sid = %callback.reservation_sid,
-            record,
+            record = stamp.record,
             cause = %cause,
             "task annotation failed"
         );
         metrics::annotation_failed();
-        false
+        None
     }
 
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be

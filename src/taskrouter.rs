@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
-use crate::rules::Decision;
+use crate::rules::{Decision, has_text};
 
 /// The fields of an assignment callback we read (SPEC section 2). The signature is checked
 /// on all parameters, documented or not, before these are taken out of them.
@@ -17,6 +17,9 @@ pub struct AssignmentCallback {
     pub task_queue_sid: Option<String>,
     pub workspace_sid: Option<String>,
     pub account_sid: Option<String>,
+    /// `TaskChannelUniqueName`: not among the documented parameters, but sent by TaskRouter
+    /// with events and, where present, the surest sign of a call (`voice`).
+    pub task_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +89,7 @@ impl AssignmentCallback {
                 return Err(CallbackError::Missing(name));
             }
         }
+        single(&params, "TaskChannelUniqueName")?;
         // Each field appears at most once (the SID fields were checked in the first loop): its
         // value is moved, not copied.
         let mut callback = AssignmentCallback {
@@ -95,6 +99,7 @@ impl AssignmentCallback {
             task_queue_sid: None,
             workspace_sid: None,
             account_sid: None,
+            task_channel: None,
         };
         for (name, value) in params {
             match name.as_str() {
@@ -104,6 +109,7 @@ impl AssignmentCallback {
                 "TaskQueueSid" => callback.task_queue_sid = Some(value),
                 "WorkspaceSid" => callback.workspace_sid = Some(value),
                 "AccountSid" => callback.account_sid = Some(value),
+                "TaskChannelUniqueName" => callback.task_channel = Some(value),
                 _ => {}
             }
         }
@@ -194,15 +200,78 @@ pub(crate) fn without_lone_surrogates(text: &str) -> Option<String> {
     Some(repaired)
 }
 
-/// The answer for a decision: `{}` for a task that is not a call, else a `conference`
-/// instruction with the document's pass-through keys. Serialises straight to the body.
-pub fn answer<'a>(decision: &Decision, pass_through: &'a Map<String, Value>) -> Answer<'a> {
+/// The key a decision is stamped under in a task's attributes (annotate mode, enforcement).
+pub const STAMP_KEY: &str = "conditional_recording";
+
+/// The decision already stamped on a task (`conditional_recording.record`), if its
+/// attributes hold one. Anything else under the key is no stamp.
+pub fn stamped_record(attributes: &Value) -> Option<bool> {
+    attributes.get(STAMP_KEY).and_then(stamp_record)
+}
+
+/// The decision a stamp (the value under [`STAMP_KEY`]) holds: its boolean `record`.
+pub fn stamp_record(stamp: &Value) -> Option<bool> {
+    stamp.get("record")?.as_bool()
+}
+
+/// Why a call is answered `{}` rather than with a `conference` instruction, which TaskRouter
+/// would refuse or which would race the Flex UI (SPEC sections 2 and 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoInstruction {
+    /// Not a call: there is nothing to bridge.
+    NotACall,
+    /// The task already has a conference (a transfer, an internal call): 40149/40151.
+    ConferenceExists,
+    /// No call waits in `<Enqueue>` (the Flex dialer, which accepts the reservation itself):
+    /// an instruction would race it (40136).
+    NoCallSid,
+    /// `ANSWER_MODE=annotate`: the agent accepts in the Flex UI.
+    AnnotateMode,
+}
+
+impl NoInstruction {
+    /// The `answer_reason` of the decision line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoInstruction::NotACall => "not_a_call",
+            NoInstruction::ConferenceExists => "conference_exists",
+            NoInstruction::NoCallSid => "no_call_sid",
+            NoInstruction::AnnotateMode => "annotate",
+        }
+    }
+}
+
+/// Why TaskRouter cannot bridge this call itself, judged from its TaskAttributes, or `None`
+/// when a `conference` instruction is the right answer. Unreadable TaskAttributes (`None`)
+/// say nothing either way, so such a call keeps its instruction and the fail policy.
+pub fn unbridgeable(attributes: Option<&Value>) -> Option<NoInstruction> {
+    let attributes = attributes?;
+    if has_text(attributes, &["conference", "sid"]) {
+        Some(NoInstruction::ConferenceExists)
+    } else if !has_text(attributes, &["call_sid"]) {
+        Some(NoInstruction::NoCallSid)
+    } else {
+        None
+    }
+}
+
+/// The answer for a decision in `conference` mode: `{}` for a task that is not a call or a
+/// call TaskRouter cannot bridge ([`unbridgeable`]), else a `conference` instruction with the
+/// document's pass-through keys. Serialises straight to the body.
+pub fn answer<'a>(
+    decision: &Decision,
+    attributes: Option<&Value>,
+    pass_through: &'a Map<String, Value>,
+) -> Answer<'a> {
     match decision {
-        Decision::NotACall => Answer::Nothing,
-        Decision::Conference { record, .. } => Answer::Conference {
-            conference_record: decision.outcome(),
-            pass_through,
-            record: *record,
+        Decision::NotACall => Answer::Nothing(NoInstruction::NotACall),
+        Decision::Conference { record, .. } => match unbridgeable(attributes) {
+            Some(why) => Answer::Nothing(why),
+            None => Answer::Conference {
+                conference_record: decision.outcome(),
+                pass_through,
+                record: *record,
+            },
         },
     }
 }
@@ -210,7 +279,8 @@ pub fn answer<'a>(decision: &Decision, pass_through: &'a Map<String, Value>) -> 
 /// An answer body, see [`answer`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Answer<'a> {
-    Nothing,
+    /// `{}`, and why.
+    Nothing(NoInstruction),
     Conference {
         conference_record: &'static str,
         /// The document's pass-through keys. When the call is not to be recorded, `record`
@@ -222,6 +292,22 @@ pub enum Answer<'a> {
 }
 
 impl Answer<'_> {
+    /// The `answer` of the decision line: `conference` or `none`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answer::Nothing(_) => "none",
+            Answer::Conference { .. } => "conference",
+        }
+    }
+
+    /// Why no instruction was given, for `{}`.
+    pub fn no_instruction(&self) -> Option<NoInstruction> {
+        match self {
+            Answer::Nothing(why) => Some(*why),
+            Answer::Conference { .. } => None,
+        }
+    }
+
     /// The body, as JSON text.
     pub fn to_json(&self) -> String {
         // Serialising strings and JSON values into a String cannot fail.

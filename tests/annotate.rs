@@ -16,7 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use standin::{Fault, Recorded, StandIn, task_path};
 use support::{
-    CALLER_DATA, CHAT, Callback, Connection, INBOUND, Logs, OUTBOUND, Response, Server, TempDir,
+    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, OUTBOUND, Response,
+    Server, TempDir,
 };
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -629,16 +630,58 @@ fn other_writers_numbers_and_strings_are_written_back_as_their_text() {
     assert_annotated_logged(&logs, &callback, 1);
 }
 
+/// A transfer, or a reservation after a rejected one, is a new reservation on a task that
+/// already has the call's first decision: that stamp stays, whatever the rules say now.
 #[test]
-fn an_existing_annotation_is_replaced_whole() {
+fn an_earlier_reservations_stamp_is_never_overwritten() {
+    let setup = Setup::start(EXCLUDE_OUTBOUND, &[]);
+    let earlier = json!({
+        "record": true,
+        "reason": "no exclusion matched",
+        "rules_version": 7,
+        "decided_at": "2026-01-01T00:00:00Z",
+    });
+    // The callback's attributes hold the stamp: no request at all.
+    let mut attributes = parse(ENQUEUED_OUTBOUND);
+    attributes[ANNOTATION] = earlier.clone();
+    let in_callback = Callback::new(&attributes.to_string());
+    setup.serve_task(&in_callback);
+    setup.answer(&in_callback);
+    // The task got its stamp after the callback's attributes were taken: read, not written.
+    let on_task = Callback::new(ENQUEUED_OUTBOUND);
+    setup.serve_task_with(&on_task, &attributes.to_string());
+    setup.answer(&on_task);
+
+    let (standin, logs) = setup.finish(|standin| !task_requests(standin, &on_task).is_empty());
+    assert!(task_requests(&standin, &in_callback).is_empty());
+    let methods: Vec<String> = task_requests(&standin, &on_task)
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(methods, ["GET"], "read, never written");
+    for callback in [&in_callback, &on_task] {
+        assert_eq!(attributes_now(&standin, callback)[ANNOTATION], earlier);
+        let line = logs.decision_for(callback.task_sid());
+        assert_eq!(
+            line["decision"], "do-not-record",
+            "the decision now: {line}"
+        );
+        assert_eq!(line["annotation"], "kept", "{line}");
+        assert_eq!(line["first"], "record-from-start", "{line}");
+        assert_eq!(line["answer"], "none", "{line}");
+        assert_eq!(line["answer_reason"], "annotate", "{line}");
+    }
+}
+
+#[test]
+fn what_is_no_stamp_is_replaced_whole() {
     let since = SystemTime::now();
     let setup = Setup::start(EXCLUDE_OUTBOUND, &[]);
     let mut attributes = parse(INBOUND);
+    // No boolean `record`: something else's, not a decision of ours.
     attributes[ANNOTATION] = json!({
-        "record": false,
+        "record": "maybe",
         "reason": "set by hand",
-        "rules_version": 7,
-        "decided_at": "2020-01-01T00:00:00Z",
         "note": "stale",
     });
     let callback = Callback::new(&attributes.to_string());

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::{Value, json};
-use support::{CHAT, INBOUND, OUTBOUND, TempDir, command, fixture_path};
+use support::{
+    CHAT, ENQUEUED_OUTBOUND, INBOUND, INTERNAL, OUTBOUND, SMS_OUTBOUND, TRANSFERRED, TempDir,
+    WHATSAPP_OUTBOUND, command, fixture_path,
+};
 
 /// The Flex template's own example, plus a queue name.
 const TEMPLATE_DOCUMENT: &str = r#"{
@@ -209,7 +212,14 @@ fn decide(rules: &Path, attributes: &str, extra: &[&str], env: &[(&str, &str)]) 
     sorted.sort_unstable();
     assert_eq!(
         sorted,
-        ["answer", "decision", "explanation", "reason", "rule"],
+        [
+            "answer",
+            "answer_reason",
+            "decision",
+            "explanation",
+            "reason",
+            "rule"
+        ],
         "{report}"
     );
     assert!(report["explanation"].is_string(), "{report}");
@@ -243,11 +253,65 @@ fn decide_records_an_inbound_call() {
 fn decide_excludes_an_outbound_call_by_attribute() {
     let dir = TempDir::new();
     let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
-    let report = decide(&rules, OUTBOUND, &[], &[]);
+    let report = decide(&rules, ENQUEUED_OUTBOUND, &[], &[]);
     assert_eq!(report["decision"], "do-not-record");
     assert_eq!(report["reason"], "excluded_by_attribute");
     assert_eq!(report["rule"], "exclude_attributes[0]");
     assert_eq!(report["answer"], conference("do-not-record"));
+    assert_eq!(report["answer_reason"], Value::Null);
+    // The Flex dialer's call: the same decision, answered `{}` as the service answers it.
+    let report = decide(&rules, OUTBOUND, &[], &[]);
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["rule"], "exclude_attributes[0]");
+    assert_eq!(report["answer"], json!({}));
+    assert_eq!(report["answer_reason"], "no_call_sid");
+}
+
+#[test]
+fn decide_answers_every_flex_task_shape_as_the_service_does() {
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let cases = [
+        (INTERNAL, &[][..], "record-from-start", "conference_exists"),
+        (TRANSFERRED, &[], "record-from-start", "conference_exists"),
+        (SMS_OUTBOUND, &[], "no-action", "not_a_call"),
+        (WHATSAPP_OUTBOUND, &[], "no-action", "not_a_call"),
+        (CHAT, &[], "no-action", "not_a_call"),
+        // The channel decides alone when given.
+        (INBOUND, &["--channel", "chat"], "no-action", "not_a_call"),
+        (
+            SMS_OUTBOUND,
+            &["--channel", "voice"],
+            "do-not-record",
+            "no_call_sid",
+        ),
+    ];
+    for (attributes, args, decision, answer_reason) in cases {
+        let report = decide(&rules, attributes, args, &[]);
+        assert_eq!(report["decision"], decision, "{report}");
+        assert_eq!(report["answer"], json!({}), "{report}");
+        assert_eq!(report["answer_reason"], answer_reason, "{report}");
+    }
+    let report = decide(&rules, INBOUND, &["--channel", "voice"], &[]);
+    assert_eq!(report["answer"], conference("record-from-start"));
+
+    // Annotate mode: an earlier reservation's stamp is kept, not replaced.
+    let stamped = r#"{"call_sid": "CA1", "direction": "outbound", "conditional_recording": {"record": true}}"#;
+    let output = run(
+        &[
+            "decide",
+            "--rules",
+            path_str(&rules),
+            "--attributes",
+            stamped,
+        ],
+        &[("ANSWER_MODE", "annotate")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(report["decision"], "do-not-record");
+    assert_eq!(report["answer_reason"], "annotate");
+    assert_eq!(report["annotation"], json!({"kept": {"record": true}}));
 }
 
 #[test]
@@ -315,7 +379,12 @@ fn decide_without_the_queue_name_follows_the_fail_policy() {
     assert_eq!(report["reason"], "queue_name_unresolved");
 
     // An attribute that already excludes the call needs no name.
-    let report = decide(&rules, OUTBOUND, &[], &[("ON_RULES_UNAVAILABLE", "record")]);
+    let report = decide(
+        &rules,
+        ENQUEUED_OUTBOUND,
+        &[],
+        &[("ON_RULES_UNAVAILABLE", "record")],
+    );
     assert_eq!(report["decision"], "do-not-record");
     assert_eq!(report["reason"], "excluded_by_attribute");
 }

@@ -23,7 +23,7 @@ use conditional_recording::signature::sign;
 use moto::{Moto, SlowProxy, aws_env};
 use serde_json::{Value, json};
 use standin::{Fault, StandIn};
-use support::{Callback, Connection, INBOUND, Logs, OUTBOUND, Server, request};
+use support::{Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, Server, request};
 
 /// TaskRouter ignores a later answer and calls the Workflow's fallback URL.
 const TASKROUTER_LIMIT: Duration = Duration::from_secs(5);
@@ -73,7 +73,7 @@ struct Exchange {
 
 impl std::fmt::Debug for Exchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let call = if self.attributes == OUTBOUND {
+        let call = if self.attributes == ENQUEUED_OUTBOUND {
             "outbound"
         } else {
             "inbound"
@@ -693,7 +693,7 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
         &server,
         Traffic {
             tokens: &[TOKEN],
-            attributes: &[INBOUND, OUTBOUND],
+            attributes: &[INBOUND, ENQUEUED_OUTBOUND],
             queue: Some(queue),
         },
     );
@@ -724,7 +724,7 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
         assert_eq!(e.status, 200, "{e:?}");
         let line = &decided[&e.task_sid];
         let reason = line["reason"].as_str().unwrap_or_default();
-        if e.attributes == OUTBOUND {
+        if e.attributes == ENQUEUED_OUTBOUND {
             // Decided by an attribute: the queue's name is never needed.
             assert_eq!(
                 (e.record(), reason),

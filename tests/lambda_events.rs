@@ -100,7 +100,7 @@ async fn outbound_calls_and_excluded_queues_are_not_recorded() {
             set(
                 f,
                 "TaskAttributes",
-                r#"{"direction":"outbound","outbound_to":"+14155550123"}"#,
+                r#"{"direction":"outbound","call_sid":"CA56565656565656565656565656565656"}"#,
             )
         });
         let (status, _, body) = invoke(&app, outbound).await;
@@ -109,6 +109,15 @@ async fn outbound_calls_and_excluded_queues_are_not_recorded() {
             (200, &json!("do-not-record")),
             "{name}"
         );
+        // The Flex dialer's call has no call_sid and Flex accepts it itself.
+        let dialer = with_form(event(name), |f| {
+            set(
+                f,
+                "TaskAttributes",
+                r#"{"direction":"outbound","outbound_to":"+14155550123"}"#,
+            )
+        });
+        assert_eq!(invoke(&app, dialer).await.2, json!({}), "{name}");
 
         let payments = with_form(event(name), |f| {
             set(f, "TaskQueueSid", "WQ00000000000000000000000000000000")

@@ -56,11 +56,9 @@ impl Expected {
 /// Every example event and its answer.
 const EXPECTED: &[Expected] = &[
     Expected::decision("http-inbound-recorded.json", RECORD, "no_exclusion_matched"),
-    Expected::decision(
-        "http-outbound-excluded.json",
-        DO_NOT_RECORD,
-        "excluded_by_attribute",
-    ),
+    // The Flex dialer accepts its own calls: `{}`, and the decision is logged.
+    Expected::decision("http-dialer-call.json", "{}", "excluded_by_attribute"),
+    Expected::decision("http-sms-outbound.json", "{}", "not_a_call"),
     Expected::decision(
         "http-excluded-queue.json",
         DO_NOT_RECORD,

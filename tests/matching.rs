@@ -17,6 +17,7 @@ fn excludes(condition: &Value, attributes: &Value) -> bool {
         attributes: &attributes,
         queue_sid: None,
         queue_name: None,
+        channel: None,
     };
     match rules.decide(&task, FailPolicy::DoNotRecord) {
         Decision::Conference {
@@ -520,6 +521,7 @@ fn decide(
         attributes,
         queue_sid,
         queue_name,
+        channel: None,
     };
     rules.decide(&task, FailPolicy::DoNotRecord)
 }
@@ -569,6 +571,7 @@ fn queues_match_by_sid_or_name_exactly() {
         attributes: &c,
         queue_sid: Some(SALES),
         queue_name: None,
+        channel: None,
     };
     assert_eq!(
         rules.decide(&task, FailPolicy::Record),
@@ -580,7 +583,7 @@ fn queues_match_by_sid_or_name_exactly() {
 fn an_attribute_exclusion_decides_before_a_queue_name_is_needed() {
     let rules = doc(json!({"enabled": true, "exclude_queues": ["Payments"],
         "exclude_attributes": [{"key": "direction", "value": "outbound"}]}));
-    let outbound = json!({"direction": "outbound"});
+    let outbound = json!({"direction": "outbound", "outbound_to": "+14155550123"});
     assert_eq!(
         decide(&rules, &outbound, Some(SALES), None),
         not_recorded(Reason::ExcludedByAttribute(rule(
@@ -619,7 +622,8 @@ fn include_rules_record_only_what_they_name_and_exclusion_wins() {
     let consenting = call();
     let declined =
         json!({"call_sid": "CA00000000000000000000000000000000", "ivr": {"consent": false}});
-    let outbound_consenting = json!({"direction": "outbound", "ivr": {"consent": true}});
+    let outbound_consenting =
+        json!({"direction": "outbound", "outbound_to": "+14155550123", "ivr": {"consent": true}});
     assert_eq!(
         decide(&rules, &declined, Some(SALES), None),
         recorded(Reason::Included(rule(RuleList::IncludeQueues, 0)))
@@ -674,26 +678,143 @@ fn disabled_records_every_call_and_applies_no_rule() {
     );
 }
 
-#[test]
-fn only_calls_get_a_conference() {
-    let rules = doc(json!({"enabled": true}));
-    let chat = json!({"channelType": "web", "direction": "inbound", "from": "Visitor 4821"});
-    let dialer = json!({"direction": "outbound", "outbound_to": "+14155550123"});
-    assert_eq!(decide(&rules, &chat, None, None), Decision::NotACall);
-    assert_eq!(
-        decide(&rules, &dialer, None, None),
-        recorded(Reason::NoExclusionMatched)
-    );
-    assert_eq!(
-        decide(&rules, &call(), None, None),
-        recorded(Reason::NoExclusionMatched)
-    );
-    let null_call_sid = json!({"call_sid": null});
-    assert_eq!(
-        decide(&rules, &null_call_sid, None, None),
-        Decision::NotACall
-    );
+/// Flex's task shapes (copies of the shared fixtures), as TaskAttributes text.
+const FIXTURES: &[(&str, &str)] = &[
+    (
+        "inbound call",
+        include_str!("data/fixtures/inbound-voice-task-attributes.json"),
+    ),
+    (
+        "dialer call",
+        include_str!("data/fixtures/outbound-voice-task-attributes.json"),
+    ),
+    (
+        "internal call",
+        include_str!("data/fixtures/internal-call-task-attributes.json"),
+    ),
+    (
+        "transferred call",
+        include_str!("data/fixtures/transferred-call-task-attributes.json"),
+    ),
+    (
+        "web chat",
+        include_str!("data/fixtures/chat-task-attributes.json"),
+    ),
+    (
+        "outbound SMS",
+        include_str!("data/fixtures/sms-outbound-task-attributes.json"),
+    ),
+    (
+        "outbound WhatsApp",
+        include_str!("data/fixtures/whatsapp-outbound-task-attributes.json"),
+    ),
+];
 
+fn fixture(name: &str) -> Value {
+    let (_, text) = FIXTURES.iter().find(|(n, _)| *n == name).unwrap();
+    serde_json::from_str(text).unwrap()
+}
+
+/// Which tasks are calls (SPEC section 3): the channel when the task carries one, else the
+/// document's `voice_tasks`, else the default test.
+#[test]
+fn which_tasks_are_calls() {
+    let rules = doc(json!({"enabled": true}));
+    let is_call = |attributes: &Value, channel: Option<&str>| {
+        let task = Task {
+            attributes,
+            queue_sid: None,
+            queue_name: None,
+            channel,
+        };
+        rules.decide(&task, FailPolicy::DoNotRecord) != Decision::NotACall
+    };
+    let by_default = [
+        ("inbound call", true),
+        ("dialer call", true),
+        ("internal call", true),
+        ("transferred call", true),
+        ("web chat", false),
+        ("outbound SMS", false),
+        ("outbound WhatsApp", false),
+    ];
+    for (name, call) in by_default {
+        assert_eq!(is_call(&fixture(name), None), call, "{name}");
+    }
+    let shapes = [
+        ("call_sid alone", json!({"call_sid": "CA1"}), true),
+        (
+            "outbound_to alone",
+            json!({"outbound_to": "+14155550123"}),
+            true,
+        ),
+        (
+            "conference.sid alone",
+            json!({"conference": {"sid": "CF1"}}),
+            true,
+        ),
+        (
+            "direction outbound alone",
+            json!({"direction": "outbound"}),
+            false,
+        ),
+        ("empty call_sid", json!({"call_sid": ""}), false),
+        ("null call_sid", json!({"call_sid": null}), false),
+        ("call_sid not a string", json!({"call_sid": 1}), false),
+        (
+            "empty conference.sid",
+            json!({"conference": {"sid": ""}}),
+            false,
+        ),
+        (
+            "conference without sid",
+            json!({"conference": {"friendlyName": "WT1"}}),
+            false,
+        ),
+        (
+            "a conversation",
+            json!({"call_sid": "CA1", "conversationSid": "CH1"}),
+            false,
+        ),
+        (
+            "a null conversationSid",
+            json!({"call_sid": "CA1", "conversationSid": null}),
+            true,
+        ),
+        (
+            "channelType sms",
+            json!({"outbound_to": "+1", "channelType": "sms"}),
+            false,
+        ),
+        (
+            "channelType whatsapp",
+            json!({"call_sid": "CA1", "channelType": "whatsapp"}),
+            false,
+        ),
+        (
+            "channelType voice",
+            json!({"call_sid": "CA1", "channelType": "voice"}),
+            true,
+        ),
+        (
+            "channelType not a string",
+            json!({"call_sid": "CA1", "channelType": 3}),
+            false,
+        ),
+        ("nothing", json!({}), false),
+    ];
+    for (name, attributes, call) in &shapes {
+        assert_eq!(is_call(attributes, None), *call, "{name}");
+    }
+    // The channel decides alone when the task carries one; an empty one says nothing.
+    assert!(is_call(&json!({}), Some("voice")));
+    assert!(is_call(&fixture("outbound SMS"), Some("voice")));
+    assert!(!is_call(&fixture("inbound call"), Some("sms")));
+    assert!(!is_call(&fixture("inbound call"), Some("Voice")));
+    assert!(is_call(&fixture("inbound call"), Some("")));
+    assert!(!is_call(&fixture("web chat"), Some("")));
+
+    // A document's voice_tasks replaces the default test, but not the channel.
     let custom =
         doc(json!({"enabled": true, "voice_tasks": [{"key": "channel", "value": "voice"}]}));
     assert_eq!(decide(&custom, &call(), None, None), Decision::NotACall);
@@ -701,6 +822,161 @@ fn only_calls_get_a_conference() {
         decide(&custom, &json!({"channel": "voice"}), None, None),
         recorded(Reason::NoExclusionMatched)
     );
+    let task = Task {
+        attributes: &json!({"channel": "voice"}),
+        queue_sid: None,
+        queue_name: None,
+        channel: Some("chat"),
+    };
+    assert_eq!(
+        custom.decide(&task, FailPolicy::DoNotRecord),
+        Decision::NotACall
+    );
+}
+
+/// The decision for an arriving task, when its TaskAttributes cannot be read or no good
+/// rules are loaded: the fail policy for a call, `{}` for anything else.
+#[test]
+fn without_readable_attributes_or_rules_only_the_channel_and_the_default_test_decide() {
+    use conditional_recording::rules::{Arrival, decide_arrival};
+    let rules = doc(json!({"enabled": true}));
+    let arrival = |attributes, channel| Arrival {
+        attributes,
+        queue_sid: None,
+        queue_name: None,
+        channel,
+    };
+    let sms = fixture("outbound SMS");
+    let inbound = fixture("inbound call");
+    let policy = FailPolicy::DoNotRecord;
+    let cases = [
+        (
+            Some(&rules),
+            arrival(None, None),
+            not_recorded(Reason::AttributesUnparseable),
+        ),
+        (
+            Some(&rules),
+            arrival(None, Some("voice")),
+            not_recorded(Reason::AttributesUnparseable),
+        ),
+        (Some(&rules), arrival(None, Some("sms")), Decision::NotACall),
+        (
+            None,
+            arrival(Some(&inbound), None),
+            not_recorded(Reason::RulesUnavailable),
+        ),
+        (None, arrival(Some(&sms), None), Decision::NotACall),
+        (
+            None,
+            arrival(Some(&sms), Some("voice")),
+            not_recorded(Reason::RulesUnavailable),
+        ),
+        (
+            None,
+            arrival(Some(&inbound), Some("chat")),
+            Decision::NotACall,
+        ),
+        (
+            Some(&rules),
+            arrival(Some(&inbound), None),
+            recorded(Reason::NoExclusionMatched),
+        ),
+    ];
+    for (index, (rules, arrival, expected)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            decide_arrival(rules, arrival, policy),
+            expected,
+            "case {index}"
+        );
+    }
+}
+
+/// Numbers are read as `JSON.parse` reads them, correctly rounded to the nearest double, in
+/// rules and in TaskAttributes alike, then compared by value. Each row: the rule's `value`
+/// and the task's number as written, and whether JavaScript finds them equal (checked with
+/// node when the table was written; [`numbers_parse_as_javascript_parses_them`] checks the
+/// parse itself against node on every run).
+#[test]
+fn numbers_compare_as_javascript_compares_them() {
+    use conditional_recording::taskrouter::parse_attributes;
+    let table = [
+        // 2^53 + 1 written as a double rounds to 2^53 (ties to even).
+        ("9007199254740992", "9007199254740993.0", true),
+        ("9007199254740993", "9007199254740992", true),
+        ("9007199254740993", "9007199254740994", false),
+        // Two neighbouring doubles near 1e23.
+        ("1.0000000000000001e23", "1e23", false),
+        ("1e23", "100000000000000000000000", true),
+        (
+            "123456789012345678901234567890",
+            "1.2345678901234568e29",
+            true,
+        ),
+        ("7.2057594037927933e16", "72057594037927936", true),
+        ("0.1", "0.10000000000000000555", true),
+        ("0.3", "0.30000000000000004", false),
+        // Exactly half an ulp above 1 rounds to even (1); one digit below it as well.
+        (
+            "1",
+            "1.00000000000000011102230246251565404236316680908203125",
+            true,
+        ),
+        (
+            "1",
+            "1.00000000000000011102230246251565404236316680908203124",
+            true,
+        ),
+        (
+            "1.0000000000000002",
+            "1.00000000000000011102230246251565404236316680908203126",
+            true,
+        ),
+        // The extremes: the largest double, the smallest normal and the smallest subnormal.
+        ("1.7976931348623157e308", "1.7976931348623158e308", true),
+        ("2.2250738585072011e-308", "2.2250738585072012e-308", false),
+        ("2.2250738585072014e-308", "22.250738585072014e-309", true),
+        ("5e-324", "4.9406564584124654e-324", true),
+        ("5e-324", "2.4703282292062328e-324", true),
+        ("0", "2.4703282292062327e-324", true),
+        ("-0", "0", true),
+        ("0", "-0.0", true),
+        ("3", "3.0", true),
+        ("3", "3.0000000000000001", true),
+        ("3", "3.000000000000001", false),
+    ];
+    let failures: Vec<String> = table
+        .iter()
+        .filter_map(|&(rule, task, equal)| {
+            let rules = Rules::from_json(&format!(
+                r#"{{"enabled": true, "exclude_attributes": [{{"key": "n", "value": {rule}}}]}}"#
+            ))
+            .unwrap_or_else(|e| panic!("rule {rule}: {e}"));
+            let attributes = parse_attributes(&format!(r#"{{"call_sid": "CA1", "n": {task}}}"#))
+                .unwrap_or_else(|| panic!("task {task} is readable"));
+            let excluded = matches!(
+                decide(&rules, &attributes, None, None),
+                Decision::Conference { record: false, .. }
+            );
+            (excluded != equal).then(|| format!("{rule} against {task}: equal should be {equal}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Past the largest double (Infinity in JavaScript): a rule is refused with its path, and
+    // TaskAttributes are unreadable, so the call follows the fail policy.
+    for huge in ["1e400", "1.7976931348623159e308", "-1e309"] {
+        let error = Rules::from_json(&format!(
+            r#"{{"enabled": true, "exclude_attributes": [{{"key": "n", "value": {huge}}}]}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("not valid JSON"), "{huge}: {error}");
+        assert_eq!(
+            parse_attributes(&format!(r#"{{"call_sid": "CA1", "n": {huge}}}"#)),
+            None
+        );
+    }
 }
 
 #[test]
@@ -738,5 +1014,112 @@ fn reasons_read_as_their_rule_paths() {
     assert_eq!(
         Reason::QueueNameUnresolved.to_string(),
         "queue name unresolved"
+    );
+}
+
+/// The number parse against JavaScript's own (`node`, which `make test` needs for Twilio's
+/// npm SDK): the extremes above and a few thousand numbers of every length and exponent,
+/// each read by `JSON.parse` and by the service, must be the same double, or out of range
+/// (Infinity in JavaScript) for both.
+#[test]
+fn numbers_parse_as_javascript_parses_them() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let mut texts: Vec<String> = [
+        "9007199254740993.0",
+        "1.0000000000000001e23",
+        "1e23",
+        "100000000000000000000000",
+        "1.00000000000000011102230246251565404236316680908203125",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "1.7976931348623159e308",
+        "2.2250738585072011e-308",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775809",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // A fixed pseudo-random walk (xorshift), so a failure can be replayed.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    for _ in 0..4000 {
+        let digits: String = (0..1 + next(25))
+            .map(|_| char::from(b'0' + next(10) as u8))
+            .collect();
+        let digits = digits.trim_start_matches('0');
+        let digits = if digits.is_empty() { "1" } else { digits };
+        let point = next(digits.len() as u64 + 1) as usize;
+        let mut text = String::new();
+        if next(4) == 0 {
+            text.push('-');
+        }
+        match point {
+            0 => text.push_str(digits),
+            p => {
+                text.push_str(&digits[..p]);
+                if p < digits.len() {
+                    text.push('.');
+                    text.push_str(&digits[p..]);
+                }
+            }
+        }
+        if next(3) > 0 {
+            text.push_str(&format!("e{}", next(660) as i64 - 340));
+        }
+        texts.push(text);
+    }
+
+    let script = "const lines = require('fs').readFileSync(0, 'utf8').split('\\n').filter(Boolean);\
+        const out = lines.map(t => { const n = JSON.parse(t); return Number.isFinite(n) ? n.toString() : 'out of range'; });\
+        process.stdout.write(out.join('\\n'));";
+    let mut node = Command::new("node")
+        .args(["-e", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (installed for Twilio's npm SDK; see `make test`)");
+    node.stdin
+        .take()
+        .unwrap()
+        .write_all(texts.join("\n").as_bytes())
+        .unwrap();
+    let output = node.wait_with_output().unwrap();
+    assert!(output.status.success(), "node failed");
+    let answers = String::from_utf8(output.stdout).unwrap();
+    let answers: Vec<&str> = answers.lines().collect();
+    assert_eq!(answers.len(), texts.len());
+
+    let mut failures = Vec::new();
+    for (text, javascript) in texts.iter().zip(answers) {
+        let ours = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.as_f64());
+        // JavaScript prints the shortest text that reads back as the same double; reading
+        // it is exact for any parser that rounds correctly, so compare as doubles.
+        let theirs = javascript.parse::<f64>().ok();
+        if ours != theirs {
+            failures.push(format!("{text}: JSON.parse {javascript}, ours {ours:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        texts.len(),
+        failures.join("\n")
     );
 }

@@ -80,7 +80,7 @@ proptest! {
     #[test]
     fn rules_values_never_panic(document in arbitrary_json(), attributes in arbitrary_json()) {
         if let Ok(rules) = Rules::from_value(&document) {
-            let task = Task { attributes: &attributes, queue_sid: None, queue_name: Some("q") };
+            let task = Task { attributes: &attributes, queue_sid: None, queue_name: Some("q"), channel: None };
             let _ = rules.decide(&task, FailPolicy::DoNotRecord);
         }
     }
@@ -90,7 +90,7 @@ proptest! {
         let rules = Rules::from_json(r#"{"enabled": true, "exclude_queues": ["Payments"],
             "exclude_attributes": [{"key": "a.0.b", "value": 1}, {"pointer": "/x/~0", "regex": "^\\d+$"},
             {"key": "from", "any_of": ["+1", 2, true]}, {"all": [{"key": "p", "prefix": "x"}, {"key": "q", "exists": false}]}]}"#).unwrap();
-        let task = Task { attributes: &attributes, queue_sid: Some(&sid), queue_name: None };
+        let task = Task { attributes: &attributes, queue_sid: Some(&sid), queue_name: None, channel: None };
         let _ = rules.decide(&task, FailPolicy::Record);
     }
 

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use standin::{Fault, StandIn, queue_path};
 use support::{
-    CALLER_DATA, CHAT, Callback, Connection, INBOUND, Logs, OUTBOUND, Response, Server, TempDir,
+    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, Response, Server,
+    TempDir,
 };
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -328,7 +329,7 @@ fn an_attribute_exclusion_decides_before_any_call() {
         "exclude_attributes": [{"key": "direction", "value": "outbound"}]
     }"#;
     let setup = Setup::start(rules, &[]);
-    let outbound = Callback::new(OUTBOUND);
+    let outbound = Callback::new(ENQUEUED_OUTBOUND);
     setup.serve_queue(&outbound, "Payments");
     assert_eq!(setup.answer(&outbound), conference(DO_NOT_RECORD));
     // A chat task is no call at all: `{}`, and no name needed either.

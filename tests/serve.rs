@@ -7,8 +7,8 @@ use std::sync::Barrier;
 
 use serde_json::{Value, json};
 use support::{
-    CALLER_DATA, CHAT, Callback, Connection, EXAMPLE_EXCLUDED_QUEUE, INBOUND, OUTBOUND, Server,
-    TempDir, post_form, request,
+    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, EXAMPLE_EXCLUDED_QUEUE, INBOUND,
+    OUTBOUND, Server, TempDir, post_form, request,
 };
 
 const RECORD: &str = "record-from-start";
@@ -82,9 +82,16 @@ fn inbound_call_is_recorded_from_start() {
 #[test]
 fn outbound_call_is_not_recorded_by_attribute() {
     let server = Server::start();
-    let callback = Callback::new(OUTBOUND);
+    let callback = Callback::new(ENQUEUED_OUTBOUND);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(DO_NOT_RECORD));
+    // The Flex dialer's call has no call_sid and Flex accepts it itself: `{}`, and the
+    // decision is still made and logged.
+    let dialer = Callback::new(OUTBOUND);
+    assert_eq!(
+        server.post_form(&dialer.encode()).expect_json(200),
+        json!({})
+    );
 
     let logs = server.stop();
     let line = logs.decision_for(callback.task_sid());
@@ -95,6 +102,17 @@ fn outbound_call_is_not_recorded_by_attribute() {
         "excluded_by_attribute",
         Some("exclude_attributes[0]"),
     );
+    assert_eq!(line["answer"], "conference", "{line}");
+    let line = logs.decision_for(dialer.task_sid());
+    assert_decision_line(
+        &line,
+        &dialer,
+        DO_NOT_RECORD,
+        "excluded_by_attribute",
+        Some("exclude_attributes[0]"),
+    );
+    assert_eq!(line["answer"], "none", "{line}");
+    assert_eq!(line["answer_reason"], "no_call_sid", "{line}");
 }
 
 #[test]
@@ -182,7 +200,7 @@ fn twilio_content_type_with_charset_is_a_form() {
 #[test]
 fn undocumented_extra_parameters_are_tolerated() {
     let server = Server::start();
-    let callback = Callback::new(OUTBOUND)
+    let callback = Callback::new(ENQUEUED_OUTBOUND)
         .add("ConferenceSid", "CF11111111111111111111111111111111")
         .add("SomeFutureParameter", "x")
         .add("SomeFutureParameter", "y");
@@ -249,7 +267,7 @@ fn rules_file_include_queues_and_instruction_pass_through() {
     );
 
     // Exclusion wins over inclusion.
-    let outbound = Callback::new(OUTBOUND).set("TaskQueueSid", INCLUDED_QUEUE);
+    let outbound = Callback::new(ENQUEUED_OUTBOUND).set("TaskQueueSid", INCLUDED_QUEUE);
     let answer = server.post_form(&outbound.encode()).expect_json(200);
     assert_eq!(answer["conference_record"], DO_NOT_RECORD);
     assert!(answer.get("record").is_none(), "{answer}");
@@ -406,7 +424,7 @@ fn body_over_256_kib_is_413() {
 #[test]
 fn body_of_exactly_256_kib_is_accepted() {
     let server = Server::start();
-    let callback = Callback::new(OUTBOUND).add("Padding", "");
+    let callback = Callback::new(ENQUEUED_OUTBOUND).add("Padding", "");
     let short = callback.encode().len();
     let body = format!("{}{}", callback.encode(), "x".repeat(256 * 1024 - short));
     assert_eq!(body.len(), 256 * 1024);
@@ -531,7 +549,7 @@ fn many_requests_share_one_keep_alive_connection() {
     for i in 0..50 {
         let (attributes, expected) = match i % 3 {
             0 => (INBOUND, conference(RECORD)),
-            1 => (OUTBOUND, conference(DO_NOT_RECORD)),
+            1 => (ENQUEUED_OUTBOUND, conference(DO_NOT_RECORD)),
             _ => (CHAT, json!({})),
         };
         let callback = Callback::new(attributes);
@@ -557,7 +575,7 @@ fn twenty_concurrent_clients_are_all_answered() {
             if i % 2 == 0 {
                 (Callback::new(INBOUND), conference(RECORD))
             } else {
-                (Callback::new(OUTBOUND), conference(DO_NOT_RECORD))
+                (Callback::new(ENQUEUED_OUTBOUND), conference(DO_NOT_RECORD))
             }
         })
         .collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ssm::types::ParameterType;
 use moto::{Moto, Silent, SlowProxy, aws_env};
 use serde_json::Value;
-use support::{Callback, INBOUND, OUTBOUND, Server};
+use support::{Callback, ENQUEUED_OUTBOUND, INBOUND, Server};
 
 const PARAMETER: &str = "/conditional-recording/rules";
 const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
@@ -74,7 +74,7 @@ fn rules_come_from_a_secure_string_and_are_used_at_once() {
     );
     assert_eq!(inbound_decision(&server).0, "do-not-record");
     let outbound = server
-        .post_form(&Callback::new(OUTBOUND).encode())
+        .post_form(&Callback::new(ENQUEUED_OUTBOUND).encode())
         .expect_json(200);
     assert_eq!(outbound["conference_record"], "record-from-start");
 

@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
                         attributes: &attributes,
                         queue_sid,
                         queue_name,
+                        channel: None,
                     };
                     decide(&rules, &task, policy);
                 }

@@ -72,8 +72,18 @@ fn holds(value: Option<&Value>, expected: &str) -> bool {
 /// The example document's decision, from the template's semantics.
 fn example_expectation(attributes: &Value, queue_sid: Option<&str>) -> Decision {
     let outbound = holds(attributes.get("direction"), "outbound");
-    let has_call_sid = attributes.get("call_sid").is_some_and(|v| !v.is_null());
-    if !(has_call_sid || outbound) {
+    // SPEC section 3's default test, written out again here as the oracle.
+    let text = |v: Option<&Value>| matches!(v, Some(Value::String(s)) if !s.is_empty());
+    let marked = text(attributes.get("call_sid"))
+        || text(attributes.get("outbound_to"))
+        || text(attributes.pointer("/conference/sid"));
+    let conversation = attributes
+        .get("conversationSid")
+        .is_some_and(|v| !v.is_null())
+        || attributes
+            .get("channelType")
+            .is_some_and(|v| !v.is_null() && v != "voice");
+    if !marked || conversation {
         return Decision::NotACall;
     }
     let record = !(outbound || queue_sid == Some("WQ00000000000000000000000000000000"));
@@ -112,6 +122,7 @@ fuzz_target!(|data: &[u8]| {
         attributes: &attributes,
         queue_sid,
         queue_name,
+        channel: None,
     };
     let decision = decide(example, &task, policy);
     assert_eq!(

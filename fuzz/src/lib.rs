@@ -134,7 +134,7 @@ pub fn check_decision(rules: &Rules, task: &Task<'_>, policy: FailPolicy, decisi
     assert!(REASONS.contains(&reason.kind()), "{}", reason.kind());
     assert_eq!(
         decision == Decision::NotACall,
-        !rules.is_call(task.attributes),
+        !rules.is_call(task),
         "only calls get a conference instruction"
     );
     if let Decision::Conference { record, reason } = decision {
@@ -156,11 +156,17 @@ pub fn check_decision(rules: &Rules, task: &Task<'_>, policy: FailPolicy, decisi
             assert!(task.queue_name.is_none() && rules.names_queues());
         }
     }
+    let answer = taskrouter::answer(&decision, Some(task.attributes), rules.instruction());
+    let bridged = answer.no_instruction().is_none();
     let answer: serde_json::Value =
-        serde_json::from_str(&taskrouter::answer(&decision, rules.instruction()).to_json())
-            .expect("the answer is JSON");
+        serde_json::from_str(&answer.to_json()).expect("the answer is JSON");
     check_decision_body(&answer);
-    if decision != Decision::NotACall {
+    assert_eq!(
+        bridged,
+        decision != Decision::NotACall && taskrouter::unbridgeable(Some(task.attributes)).is_none(),
+        "an instruction only for a call TaskRouter can bridge"
+    );
+    if bridged {
         assert_eq!(answer["conference_record"], decision.outcome());
         for (key, value) in rules.instruction() {
             if key != "record" || decision.outcome() == RECORD {

@@ -164,7 +164,7 @@ impl Rules {
                             "an empty list would treat no task as a call",
                         ));
                     }
-                    rules.voice_tasks = Conditions::new(voice);
+                    rules.voice_tasks = Some(Conditions::new(voice));
                 }
                 "instruction" => rules.instruction = instruction(value, &path)?,
                 _ => {

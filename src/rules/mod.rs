@@ -7,7 +7,6 @@ mod index;
 mod lint;
 
 use std::fmt;
-use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
@@ -38,7 +37,8 @@ pub struct Rules {
     include_queues: Option<QueueRules>,
     include_attributes: Option<Conditions>,
     instruction: Map<String, Value>,
-    voice_tasks: Conditions,
+    /// The document's own test for a call, replacing [`is_call_by_default`].
+    voice_tasks: Option<Conditions>,
 }
 
 impl Default for Rules {
@@ -50,7 +50,7 @@ impl Default for Rules {
             include_queues: None,
             include_attributes: None,
             instruction: Map::new(),
-            voice_tasks: default_voice_tasks(),
+            voice_tasks: None,
         }
     }
 }
@@ -106,6 +106,9 @@ pub struct Task<'a> {
     pub queue_sid: Option<&'a str>,
     /// The queue's friendly name, when it has been resolved.
     pub queue_name: Option<&'a str>,
+    /// The task channel's unique name (`TaskChannelUniqueName`), when the callback or event
+    /// carries it: it then decides alone whether the task is a call.
+    pub channel: Option<&'a str>,
 }
 
 /// `ON_RULES_UNAVAILABLE`: what a call gets when good rules cannot decide it.
@@ -154,8 +157,7 @@ impl Decision {
     pub fn outcome(&self) -> &'static str {
         match self {
             Decision::NotACall => "no-action",
-            Decision::Conference { record: true, .. } => "record-from-start",
-            Decision::Conference { record: false, .. } => "do-not-record",
+            Decision::Conference { record, .. } => record_outcome(*record),
         }
     }
 
@@ -164,6 +166,15 @@ impl Decision {
             Decision::NotACall => Reason::NotACall,
             Decision::Conference { reason, .. } => *reason,
         }
+    }
+}
+
+/// A call's outcome as `conference_record` says it.
+pub fn record_outcome(record: bool) -> &'static str {
+    if record {
+        "record-from-start"
+    } else {
+        "do-not-record"
     }
 }
 
@@ -230,27 +241,75 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The default test for a call: `call_sid` present, or `direction` is `outbound` (the Flex
-/// dialer's tasks have no `call_sid` until the call connects).
-fn default_voice_tasks() -> Conditions {
-    let key = |k: &str| AttributePath::Dotted(vec![k.to_owned()]);
-    Conditions::new(vec![
-        Condition::Match {
-            path: key("call_sid"),
-            matcher: Matcher::Exists(true),
-        },
-        Condition::Match {
-            path: key("direction"),
-            matcher: Matcher::Equals(Scalar::String("outbound".into())),
-        },
-    ])
+/// The channel's word on whether a task is a call, when it has one: `voice` is a call, any
+/// other channel is not. An empty name says nothing.
+pub fn call_by_channel(channel: Option<&str>) -> Option<bool> {
+    channel.filter(|c| !c.is_empty()).map(|c| c == "voice")
 }
 
-static DEFAULT_VOICE_TASKS: LazyLock<Conditions> = LazyLock::new(default_voice_tasks);
-
-/// Whether a task is a call by the default test, for when no rules are loaded.
+/// The default test for a call (SPEC section 3): a non-empty `call_sid` (inbound),
+/// `outbound_to` (the Flex dialer) or `conference.sid` (an internal call, which has neither),
+/// and no sign of Flex Conversations (a `conversationSid`, or a `channelType` other than
+/// `voice`), whose agent-initiated SMS and WhatsApp tasks say `direction: outbound` too.
 pub fn is_call_by_default(attributes: &Value) -> bool {
-    DEFAULT_VOICE_TASKS.first_match(attributes).is_some()
+    let marked = has_text(attributes, &["call_sid"])
+        || has_text(attributes, &["outbound_to"])
+        || has_text(attributes, &["conference", "sid"]);
+    let conversation = attributes
+        .get("conversationSid")
+        .is_some_and(|sid| !sid.is_null())
+        || attributes
+            .get("channelType")
+            .is_some_and(|channel| !channel.is_null() && channel.as_str() != Some("voice"));
+    marked && !conversation
+}
+
+/// Whether the TaskAttributes hold a non-empty string at this path of member names.
+pub fn has_text(attributes: &Value, path: &[&str]) -> bool {
+    path.iter()
+        .try_fold(attributes, |value, name| value.get(name))
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+}
+
+/// Whether a task is a call when no rules document can say: the channel, else the default
+/// test.
+fn is_call_without_rules(channel: Option<&str>, attributes: &Value) -> bool {
+    call_by_channel(channel).unwrap_or_else(|| is_call_by_default(attributes))
+}
+
+/// A task as a callback or event brings it: its TaskAttributes may be unreadable (`None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub attributes: Option<&'a Value>,
+    pub queue_sid: Option<&'a str>,
+    pub queue_name: Option<&'a str>,
+    pub channel: Option<&'a str>,
+}
+
+/// The decision for an arriving task. When its TaskAttributes are unreadable or good rules
+/// are missing (`None`), a call follows the fail policy. A channel that is not `voice` makes
+/// it no call before anything is read.
+pub fn decide_arrival(rules: Option<&Rules>, arrival: Arrival<'_>, policy: FailPolicy) -> Decision {
+    if call_by_channel(arrival.channel) == Some(false) {
+        return Decision::NotACall;
+    }
+    let Some(attributes) = arrival.attributes else {
+        return Decision::fail(policy, Reason::AttributesUnparseable);
+    };
+    let task = Task {
+        attributes,
+        queue_sid: arrival.queue_sid,
+        queue_name: arrival.queue_name,
+        channel: arrival.channel,
+    };
+    match rules {
+        Some(rules) => rules.decide(&task, policy),
+        None if is_call_without_rules(task.channel, attributes) => {
+            Decision::fail(policy, Reason::RulesUnavailable)
+        }
+        None => Decision::NotACall,
+    }
 }
 
 impl Rules {
@@ -273,14 +332,19 @@ impl Rules {
                     .is_some_and(QueueRules::has_names))
     }
 
-    pub fn is_call(&self, attributes: &Value) -> bool {
-        self.voice_tasks.first_match(attributes).is_some()
+    /// Which tasks are calls, in SPEC section 3's order: the channel when the task carries
+    /// one, else the document's `voice_tasks`, else the default test.
+    pub fn is_call(&self, task: &Task<'_>) -> bool {
+        call_by_channel(task.channel).unwrap_or_else(|| match &self.voice_tasks {
+            Some(voice) => voice.first_match(task.attributes).is_some(),
+            None => is_call_by_default(task.attributes),
+        })
     }
 
     /// The decision for one task. Exclusion always wins over inclusion; a queue name that is
     /// needed but unknown leaves the call to the fail policy.
     pub fn decide(&self, task: &Task<'_>, policy: FailPolicy) -> Decision {
-        if !self.is_call(task.attributes) {
+        if !self.is_call(task) {
             return Decision::NotACall;
         }
         let reason = self.reason(task);

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 use super::error_chain;
 use super::tokens::TokenSource;
+use crate::taskrouter::{STAMP_KEY, stamp_record};
 
 /// A lookup that has not finished by then has failed; with an SSM refresh (2.5 s at most)
 /// the answer still leaves TaskRouter's 5 s with room to spare.
@@ -240,24 +241,22 @@ pub struct Annotator {
     api: Arc<TaskRouterApi>,
 }
 
-/// The key a decision is written under in the task's attributes.
-pub const ANNOTATION_KEY: &str = "conditional_recording";
-
 impl Annotator {
     pub fn new(api: Arc<TaskRouterApi>) -> Annotator {
         Annotator { api }
     }
 
-    /// Merges `annotation` into the task's current attributes under [`ANNOTATION_KEY`],
-    /// with `If-Match` so a concurrent writer is never clobbered: on `412` the task is
-    /// fetched and merged again. Returns how many rounds it took.
+    /// Merges `annotation` into the task's current attributes under [`STAMP_KEY`], with
+    /// `If-Match` so a concurrent writer is never clobbered: on `412` the task is fetched and
+    /// merged again. A stamp already on the task (an earlier reservation's: the call's first
+    /// decision) is kept, and nothing is written.
     pub async fn annotate(
         &self,
         account_sid: Option<&str>,
         workspace_sid: Option<&str>,
         task_sid: &str,
         annotation: &Value,
-    ) -> Result<u32, ApiError> {
+    ) -> Result<Annotated, ApiError> {
         let workspace_sid = workspace_sid.ok_or(ApiError::Missing("WorkspaceSid"))?;
         let url = self
             .api
@@ -276,7 +275,10 @@ impl Annotator {
                 .and_then(|v| v.to_str().ok())
                 .ok_or(ApiError::Malformed("no ETag"))?
                 .to_owned();
-            let attributes = annotated_attributes(&task.body, annotation)?;
+            let attributes = match annotated_attributes(&task.body, annotation)? {
+                Ok(attributes) => attributes,
+                Err(record) => return Ok(Annotated::Kept { record }),
+            };
             let form = form_urlencoded::Serializer::new(String::new())
                 .append_pair("Attributes", &attributes)
                 .finish();
@@ -289,7 +291,9 @@ impl Annotator {
                 .send(account_sid, Method::POST, &url, &headers, Some(form))
                 .await?;
             match written.status {
-                status if status.is_success() => return Ok(attempt),
+                status if status.is_success() => {
+                    return Ok(Annotated::Written { attempts: attempt });
+                }
                 StatusCode::PRECONDITION_FAILED => continue,
                 status => return Err(ApiError::Status(status.as_u16())),
             }
@@ -298,12 +302,24 @@ impl Annotator {
     }
 }
 
-/// The task's attributes, as JSON text, with `annotation` under [`ANNOTATION_KEY`] (in the
-/// place of an earlier one, else last). Every other member is written back as the text it
-/// was, not as a parse of it: a double a JavaScript writer stored, an integer past 2^64, a
-/// string with half a surrogate pair all come back exactly as they were. Attributes that are
-/// not a JSON object are refused rather than overwritten.
-fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<String, ApiError> {
+/// What [`Annotator::annotate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Annotated {
+    /// The decision is on the task, after this many rounds of read and write.
+    Written { attempts: u32 },
+    /// The task already had a stamp, with this decision, which stays.
+    Kept { record: bool },
+}
+
+/// The task's attributes, as JSON text, with `annotation` under [`STAMP_KEY`] (in the place
+/// of something else under that key, else last), or `Err` with the decision of the stamp
+/// they already hold
+/// ([`stamp_record`]; with the key twice, the last counts, as in `JSON.parse`). Every
+/// other member is written back as the text it was, not as a parse of it: a double a
+/// JavaScript writer stored, an integer past 2^64, a string with half a surrogate pair all
+/// come back exactly as they were. Attributes that are not a JSON object are refused rather
+/// than overwritten.
+fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<Result<String, bool>, ApiError> {
     let task: Value = serde_json::from_slice(task).map_err(|_| ApiError::Malformed("not JSON"))?;
     let text = task["attributes"]
         .as_str()
@@ -317,12 +333,21 @@ fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<String, ApiEr
             },
         )
         .map_err(|_| ApiError::Malformed("the task's attributes are not a JSON object"))?;
+    let stamped = members
+        .iter()
+        .rev()
+        .find(|(name, _)| name == STAMP_KEY)
+        .and_then(|(_, value)| serde_json::from_str::<Value>(value.get()).ok())
+        .and_then(|stamp| stamp_record(&stamp));
+    if let Some(record) = stamped {
+        return Ok(Err(record));
+    }
     let ours = serde_json::to_string(annotation).map_err(|_| ApiError::Malformed("annotation"))?;
     let mut written = String::with_capacity(text.len() + ours.len() + 32);
     let mut placed = false;
     written.push('{');
     for (name, value) in &members {
-        let value = if name == ANNOTATION_KEY {
+        let value = if name == STAMP_KEY {
             if placed {
                 continue;
             }
@@ -342,12 +367,12 @@ fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<String, ApiEr
         if written.len() > 1 {
             written.push(',');
         }
-        written.push_str(&Value::String(ANNOTATION_KEY.to_owned()).to_string());
+        written.push_str(&Value::String(STAMP_KEY.to_owned()).to_string());
         written.push(':');
         written.push_str(&ours);
     }
     written.push('}');
-    Ok(written)
+    Ok(Ok(written))
 }
 
 /// A JSON object's members in order, each value as its text.
@@ -402,7 +427,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use serde_json::json;
 
-    use super::{ANNOTATION_KEY, ApiError, annotated_attributes, retry_after};
+    use super::{ApiError, STAMP_KEY, annotated_attributes, retry_after};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     #[test]
@@ -435,35 +460,58 @@ mod tests {
     }
 
     #[test]
-    fn the_annotation_takes_the_place_of_an_earlier_one_and_the_rest_is_kept_as_text() {
+    fn an_earlier_stamp_stays_and_anything_else_is_replaced_with_the_rest_kept_as_text() {
         let ours = json!({"record": false});
         let written = |attributes: &str| annotated_attributes(&task(attributes), &ours);
+        // An earlier reservation's stamp is the call's first decision: nothing is written.
+        assert_eq!(
+            written(r#"{"a": 0.42451918914251396, "conditional_recording": {"record": true}}"#),
+            Ok(Err(true))
+        );
+        assert_eq!(
+            written(r#"{"conditional_recording": {"record": false, "reason": "x"}}"#),
+            Ok(Err(false))
+        );
+        // With the key twice, the last counts, as JSON.parse reads it.
         assert_eq!(
             written(
-                r#"{"a": 0.42451918914251396, "conditional_recording": {"record": true}, "b": [1E+2]}"#
+                r#"{"conditional_recording":{"record":false},"conditional_recording":{"record":true}}"#
             ),
-            Ok(
+            Ok(Err(true))
+        );
+        // What is no stamp takes our place; the rest is written back as it was.
+        assert_eq!(
+            written(
+                r#"{"a": 0.42451918914251396, "conditional_recording": {"record": "no"}, "b": [1E+2]}"#
+            ),
+            Ok(Ok(
                 r#"{"a":0.42451918914251396,"conditional_recording":{"record":false},"b":[1E+2]}"#
                     .to_owned()
-            )
+            ))
         );
         assert_eq!(
             written("{}"),
-            Ok(format!(r#"{{"{ANNOTATION_KEY}":{{"record":false}}}}"#))
+            Ok(Ok(format!(r#"{{"{STAMP_KEY}":{{"record":false}}}}"#)))
         );
-        // Two earlier annotations (another writer's mistake) become one.
+        // Two values that are no stamp (another writer's mistake) become one.
         assert_eq!(
             written(r#"{"conditional_recording":1,"x":"\u00e9","conditional_recording":2}"#),
-            Ok(r#"{"conditional_recording":{"record":false},"x":"\u00e9"}"#.to_owned())
+            Ok(Ok(
+                r#"{"conditional_recording":{"record":false},"x":"\u00e9"}"#.to_owned()
+            ))
         );
         // Half a surrogate pair in a value is kept; in a name, it becomes U+FFFD.
         assert_eq!(
             written(r#"{"v":"\ud83d"}"#),
-            Ok(r#"{"v":"\ud83d","conditional_recording":{"record":false}}"#.to_owned())
+            Ok(Ok(
+                r#"{"v":"\ud83d","conditional_recording":{"record":false}}"#.to_owned()
+            ))
         );
         assert_eq!(
             written(r#"{"\ud83d":1}"#),
-            Ok("{\"\u{fffd}\":1,\"conditional_recording\":{\"record\":false}}".to_owned())
+            Ok(Ok(
+                "{\"\u{fffd}\":1,\"conditional_recording\":{\"record\":false}}".to_owned()
+            ))
         );
         for not_an_object in ["[]", "3", "\"{}\"", "{", ""] {
             assert_eq!(

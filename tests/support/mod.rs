@@ -30,6 +30,16 @@ const BANNER: &str = "conditional-recording serving POST http://";
 pub const INBOUND: &str = include_str!("../data/fixtures/inbound-voice-task-attributes.json");
 pub const OUTBOUND: &str = include_str!("../data/fixtures/outbound-voice-task-attributes.json");
 pub const CHAT: &str = include_str!("../data/fixtures/chat-task-attributes.json");
+/// An outbound call a script placed through the Voice API and sent into `<Enqueue>`: it has
+/// a `call_sid`, so TaskRouter can bridge it, unlike the Flex dialer's (`OUTBOUND`).
+pub const ENQUEUED_OUTBOUND: &str =
+    include_str!("../data/fixtures/enqueued-outbound-task-attributes.json");
+pub const INTERNAL: &str = include_str!("../data/fixtures/internal-call-task-attributes.json");
+pub const TRANSFERRED: &str =
+    include_str!("../data/fixtures/transferred-call-task-attributes.json");
+pub const SMS_OUTBOUND: &str = include_str!("../data/fixtures/sms-outbound-task-attributes.json");
+pub const WHATSAPP_OUTBOUND: &str =
+    include_str!("../data/fixtures/whatsapp-outbound-task-attributes.json");
 
 /// A fixture's path on disk, for `decide --attributes @FILE`.
 pub fn fixture_path(name: &str) -> PathBuf {
@@ -43,6 +53,10 @@ pub const CALLER_DATA: &[&str] = &[
     "+14155550100",
     "+18005550199",
     "+14155550123",
+    "+14155550142",
+    "+14155550166",
+    "+14155550177",
+    "+14155550188",
     "4155550100",
     "8005550199",
     "4155550123",
