@@ -606,6 +606,27 @@ def chat_attributes(n: str) -> dict:
     }
 
 
+def sms_outbound_attributes(n: str) -> dict:
+    """An agent-initiated outbound SMS (Flex Conversations): direction
+    outbound, but a conversation, not a call
+    (tests/data/fixtures/sms-outbound-task-attributes.json)."""
+    return {
+        "channelType": "sms",
+        "conversationSid": "CH88888888888888888888888888888888",
+        "flexInteractionChannelSid": "UO88888888888888888888888888888888",
+        "from": "+18005550199",
+        "name": "+14155550177",
+        "customerAddress": "+14155550177",
+        "direction": "outbound",
+        "conversations": {
+            "conversation_id": sid("WT", n),
+            "communication_channel": "SMS",
+            "direction": "Outbound",
+            "initiated_by": "Agent",
+        },
+    }
+
+
 def assignment(n: str, queue: str, attributes: dict) -> dict[str, str]:
     """An assignment callback for task WT<n...> and reservation WR<n...>."""
     return {
@@ -655,9 +676,14 @@ VOICE_STATUS_CALLBACK = {
 EXAMPLES: dict[str, dict] = {
     # 200 record-from-start: no rule matches.
     "http-inbound-recorded.json": dict(params=INBOUND, flavour="http", stage="$default"),
-    # 200 do-not-record: exclude_attributes[0] (direction outbound).
-    "http-outbound-excluded.json": dict(
+    # 200 {}: a Flex dialer call (no call_sid), which Flex accepts itself; the
+    # decision (do-not-record, exclude_attributes[0]) is logged.
+    "http-dialer-call.json": dict(
         params=assignment("6", OUTBOUND_QUEUE, outbound_attributes("6")),
+        flavour="http", stage="$default"),
+    # 200 {}: an agent's outbound SMS, not a call.
+    "http-sms-outbound.json": dict(
+        params=assignment("3", CHAT_QUEUE, sms_outbound_attributes("3")),
         flavour="http", stage="$default"),
     # 200 do-not-record: exclude_queues[0].
     "http-excluded-queue.json": dict(
