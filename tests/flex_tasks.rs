@@ -293,6 +293,13 @@ impl Case {
         }
     }
 
+    /// Gives the stand-in the callback's task, with the case's attributes, and its account.
+    fn serve_task(&self, standin: &StandIn, callback: &Callback) {
+        let (workspace, task) = (callback.get("WorkspaceSid"), callback.get("TaskSid"));
+        standin.add_task(workspace, task, &self.attributes);
+        standin.add_credentials(callback.get("AccountSid"), TOKEN);
+    }
+
     fn writes(&self) -> usize {
         usize::from(matches!(self.stamp, Stamp::Written(_)))
     }
@@ -350,12 +357,7 @@ fn serve_in_annotate_mode() {
     let mut sent = Vec::new();
     for case in &cases {
         let callback = case.callback();
-        standin.add_task(
-            callback.get("WorkspaceSid"),
-            callback.get("TaskSid"),
-            &case.attributes,
-        );
-        standin.add_credentials(callback.get("AccountSid"), TOKEN);
+        case.serve_task(&standin, &callback);
         let answer = server
             .send(&callback.signed(TOKEN, &server.url))
             .expect_json(200);
@@ -428,12 +430,7 @@ async fn lambda_in_annotate_mode() {
     let mut sent = Vec::new();
     for case in &cases {
         let callback = case.callback();
-        standin.add_task(
-            callback.get("WorkspaceSid"),
-            callback.get("TaskSid"),
-            &case.attributes,
-        );
-        standin.add_credentials(callback.get("AccountSid"), TOKEN);
+        case.serve_task(&standin, &callback);
         // The write is done before the answer: Lambda may freeze the process after it.
         let (status, answer) = invoke(&app, &callback).await;
         assert_eq!((status, answer), (200, json!({})), "{}", case.name);
