@@ -12,7 +12,7 @@ use crate::config::{AnswerMode, Config, RulesLocation};
 use crate::handler::{MAX_BODY_BYTES, ROUTE, Signatures};
 use crate::rules::{self, Rules, is_queue_sid};
 use crate::sources::{RulesSource, read_rules_file};
-use crate::taskrouter::{self, Answer, AssignmentCallback, NoInstruction};
+use crate::taskrouter::{self, AssignmentCallback, NoInstruction};
 use crate::wiring::{self, Face};
 use lambda_http::request::LambdaRequest;
 
@@ -180,16 +180,8 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
     };
     let decision = rules::decide_arrival(Some(&rules), arrival, config.fail_policy);
     let reason = decision.reason();
-    let answer = match config.mode {
-        AnswerMode::Conference => {
-            taskrouter::answer(&decision, parsed.as_ref(), rules.instruction())
-        }
-        // The service answers `{}` and writes the decision into the task instead.
-        AnswerMode::Annotate => Answer::Nothing(match decision {
-            rules::Decision::NotACall => NoInstruction::NotACall,
-            rules::Decision::Conference { .. } => NoInstruction::AnnotateMode,
-        }),
-    };
+    let answer =
+        crate::handler::answer_in(config.mode, &decision, parsed.as_ref(), rules.instruction());
     let mut report = json!({
         "decision": decision.outcome(),
         "reason": reason.kind(),

@@ -176,15 +176,12 @@ impl<S: RulesSource> App<S> {
             Some(loaded) => Cow::Borrowed(loaded.rules.instruction()),
             None => Cow::Owned(serde_json::Map::new()),
         };
-        let answer = match (self.settings.mode, decision) {
-            (AnswerMode::Conference, _) => {
-                taskrouter::answer(&decision, attributes.as_ref(), &pass_through)
-            }
-            (AnswerMode::Annotate, Decision::NotACall) => Answer::Nothing(NoInstruction::NotACall),
-            (AnswerMode::Annotate, Decision::Conference { .. }) => {
-                Answer::Nothing(NoInstruction::AnnotateMode)
-            }
-        };
+        let answer = answer_in(
+            self.settings.mode,
+            &decision,
+            attributes.as_ref(),
+            &pass_through,
+        );
         // In annotate mode the decision holds only once it is in the task's attributes (the
         // Flex template records a task without one), so the line says whether it got there,
         // or which earlier decision it found there and kept.
@@ -446,6 +443,23 @@ impl<S> App<S> {
                 "signature does not match; is PUBLIC_URL or the callback URL in TaskRouter different?"
             );
             Err(Rejection::SignatureInvalid)
+        }
+    }
+}
+
+/// The answer to TaskRouter in an answer mode: in annotate mode always `{}` (the agent
+/// accepts in the Flex UI), else [`taskrouter::answer`].
+pub fn answer_in<'a>(
+    mode: AnswerMode,
+    decision: &Decision,
+    attributes: Option<&Value>,
+    pass_through: &'a serde_json::Map<String, Value>,
+) -> Answer<'a> {
+    match (mode, decision) {
+        (AnswerMode::Conference, _) => taskrouter::answer(decision, attributes, pass_through),
+        (AnswerMode::Annotate, Decision::NotACall) => Answer::Nothing(NoInstruction::NotACall),
+        (AnswerMode::Annotate, Decision::Conference { .. }) => {
+            Answer::Nothing(NoInstruction::AnnotateMode)
         }
     }
 }
