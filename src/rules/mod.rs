@@ -140,7 +140,8 @@ impl FailPolicy {
 pub enum Decision {
     /// Not a call (chat, SMS): TaskRouter gets `{}` and nothing is recorded by us.
     NotACall,
-    /// A call: TaskRouter gets a `conference` instruction.
+    /// A call, recorded or not: TaskRouter gets a `conference` instruction when it can
+    /// bridge the call itself (see `taskrouter::answer`), else `{}`.
     Conference { record: bool, reason: Reason },
 }
 
