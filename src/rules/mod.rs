@@ -273,10 +273,14 @@ pub fn has_text(attributes: &Value, path: &[&str]) -> bool {
         .is_some_and(|s| !s.is_empty())
 }
 
-/// Whether a task is a call when no rules document can say: the channel, else the default
-/// test.
-fn is_call_without_rules(channel: Option<&str>, attributes: &Value) -> bool {
-    call_by_channel(channel).unwrap_or_else(|| is_call_by_default(attributes))
+/// Which tasks are calls, in SPEC section 3's order: the channel when the task carries one,
+/// else the document's `voice_tasks` (when there is a document and it has them), else the
+/// default test.
+fn is_call(voice_tasks: Option<&Conditions>, task: &Task<'_>) -> bool {
+    call_by_channel(task.channel).unwrap_or_else(|| match voice_tasks {
+        Some(voice) => voice.first_match(task.attributes).is_some(),
+        None => is_call_by_default(task.attributes),
+    })
 }
 
 /// A task as a callback or event brings it: its TaskAttributes may be unreadable (`None`).
@@ -306,9 +310,7 @@ pub fn decide_arrival(rules: Option<&Rules>, arrival: Arrival<'_>, policy: FailP
     };
     match rules {
         Some(rules) => rules.decide(&task, policy),
-        None if is_call_without_rules(task.channel, attributes) => {
-            Decision::fail(policy, Reason::RulesUnavailable)
-        }
+        None if is_call(None, &task) => Decision::fail(policy, Reason::RulesUnavailable),
         None => Decision::NotACall,
     }
 }
@@ -333,13 +335,9 @@ impl Rules {
                     .is_some_and(QueueRules::has_names))
     }
 
-    /// Which tasks are calls, in SPEC section 3's order: the channel when the task carries
-    /// one, else the document's `voice_tasks`, else the default test.
+    /// Whether the task is a call under this document ([`is_call`]).
     pub fn is_call(&self, task: &Task<'_>) -> bool {
-        call_by_channel(task.channel).unwrap_or_else(|| match &self.voice_tasks {
-            Some(voice) => voice.first_match(task.attributes).is_some(),
-            None => is_call_by_default(task.attributes),
-        })
+        is_call(self.voice_tasks.as_ref(), task)
     }
 
     /// The decision for one task. Exclusion always wins over inclusion; a queue name that is
