@@ -276,8 +276,8 @@ impl Annotator {
                 .ok_or(ApiError::Malformed("no ETag"))?
                 .to_owned();
             let attributes = match annotated_attributes(&task.body, annotation)? {
-                Ok(attributes) => attributes,
-                Err(record) => return Ok(Annotated::Kept { record }),
+                Merged::Attributes(attributes) => attributes,
+                Merged::Stamped(record) => return Ok(Annotated::Kept { record }),
             };
             let form = form_urlencoded::Serializer::new(String::new())
                 .append_pair("Attributes", &attributes)
@@ -311,15 +311,22 @@ pub enum Annotated {
     Kept { record: bool },
 }
 
-/// The task's attributes, as JSON text, with `annotation` under [`STAMP_KEY`] (in the place
-/// of something else under that key, else last), or `Err` with the decision of the stamp
-/// they already hold
-/// ([`stamp_record`]; with the key twice, the last counts, as in `JSON.parse`). Every
-/// other member is written back as the text it was, not as a parse of it: a double a
+/// What [`annotated_attributes`] makes of a task.
+#[derive(Debug, PartialEq, Eq)]
+enum Merged {
+    /// The attributes to write, as JSON text.
+    Attributes(String),
+    /// They already hold a stamp, with this decision: nothing is written.
+    Stamped(bool),
+}
+
+/// The task's attributes with `annotation` under [`STAMP_KEY`] (in the place of something
+/// else under that key, else last), unless they already hold a stamp ([`stamp_record`]; with
+/// the key twice, the last counts, as in `JSON.parse`). Every other member is written back as the text it was, not as a parse of it: a double a
 /// JavaScript writer stored, an integer past 2^64, a string with half a surrogate pair all
 /// come back exactly as they were. Attributes that are not a JSON object are refused rather
 /// than overwritten.
-fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<Result<String, bool>, ApiError> {
+fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<Merged, ApiError> {
     let task: Value = serde_json::from_slice(task).map_err(|_| ApiError::Malformed("not JSON"))?;
     let text = task["attributes"]
         .as_str()
@@ -340,7 +347,7 @@ fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<Result<String
         .and_then(|(_, value)| serde_json::from_str::<Value>(value.get()).ok())
         .and_then(|stamp| stamp_record(&stamp));
     if let Some(record) = stamped {
-        return Ok(Err(record));
+        return Ok(Merged::Stamped(record));
     }
     let ours = serde_json::to_string(annotation).map_err(|_| ApiError::Malformed("annotation"))?;
     let mut written = String::with_capacity(text.len() + ours.len() + 32);
@@ -372,7 +379,7 @@ fn annotated_attributes(task: &[u8], annotation: &Value) -> Result<Result<String
         written.push_str(&ours);
     }
     written.push('}');
-    Ok(Ok(written))
+    Ok(Merged::Attributes(written))
 }
 
 /// A JSON object's members in order, each value as its text.
@@ -427,7 +434,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use serde_json::json;
 
-    use super::{ApiError, STAMP_KEY, annotated_attributes, retry_after};
+    use super::{ApiError, Merged, STAMP_KEY, annotated_attributes, retry_after};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     #[test]
@@ -466,50 +473,52 @@ mod tests {
         // An earlier reservation's stamp is the call's first decision: nothing is written.
         assert_eq!(
             written(r#"{"a": 0.42451918914251396, "conditional_recording": {"record": true}}"#),
-            Ok(Err(true))
+            Ok(Merged::Stamped(true))
         );
         assert_eq!(
             written(r#"{"conditional_recording": {"record": false, "reason": "x"}}"#),
-            Ok(Err(false))
+            Ok(Merged::Stamped(false))
         );
         // With the key twice, the last counts, as JSON.parse reads it.
         assert_eq!(
             written(
                 r#"{"conditional_recording":{"record":false},"conditional_recording":{"record":true}}"#
             ),
-            Ok(Err(true))
+            Ok(Merged::Stamped(true))
         );
         // What is no stamp takes our place; the rest is written back as it was.
         assert_eq!(
             written(
                 r#"{"a": 0.42451918914251396, "conditional_recording": {"record": "no"}, "b": [1E+2]}"#
             ),
-            Ok(Ok(
+            Ok(Merged::Attributes(
                 r#"{"a":0.42451918914251396,"conditional_recording":{"record":false},"b":[1E+2]}"#
                     .to_owned()
             ))
         );
         assert_eq!(
             written("{}"),
-            Ok(Ok(format!(r#"{{"{STAMP_KEY}":{{"record":false}}}}"#)))
+            Ok(Merged::Attributes(format!(
+                r#"{{"{STAMP_KEY}":{{"record":false}}}}"#
+            )))
         );
         // Two values that are no stamp (another writer's mistake) become one.
         assert_eq!(
             written(r#"{"conditional_recording":1,"x":"\u00e9","conditional_recording":2}"#),
-            Ok(Ok(
+            Ok(Merged::Attributes(
                 r#"{"conditional_recording":{"record":false},"x":"\u00e9"}"#.to_owned()
             ))
         );
         // Half a surrogate pair in a value is kept; in a name, it becomes U+FFFD.
         assert_eq!(
             written(r#"{"v":"\ud83d"}"#),
-            Ok(Ok(
+            Ok(Merged::Attributes(
                 r#"{"v":"\ud83d","conditional_recording":{"record":false}}"#.to_owned()
             ))
         );
         assert_eq!(
             written(r#"{"\ud83d":1}"#),
-            Ok(Ok(
+            Ok(Merged::Attributes(
                 "{\"\u{fffd}\":1,\"conditional_recording\":{\"record\":false}}".to_owned()
             ))
         );
