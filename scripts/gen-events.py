@@ -672,7 +672,7 @@ VOICE_STATUS_CALLBACK = {
 
 # Each example: the form body, where it is posted, and (for the forgery) the
 # body its signature was computed over. The expected answers are in
-# events/README.md and tests/lambda_runtime.rs.
+# events/README.md and tests/it/lambda_runtime.rs.
 EXAMPLES: dict[str, dict] = {
     # 200 record-from-start: no rule matches.
     "http-inbound-recorded.json": dict(params=INBOUND, flavour="http", stage="$default"),

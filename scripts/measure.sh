@@ -110,7 +110,7 @@ for _ in $(seq 300); do
   (exec 3<>"/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null && break
   sleep 0.1
 done
-# The variables tests/moto/mod.rs gives the service: the emulator, dummy credentials, nothing
+# The variables tests/it/moto.rs gives the service: the emulator, dummy credentials, nothing
 # that probes the network.
 aws_env=(
   AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1

@@ -1,4 +1,4 @@
-// Signs test cases with Twilio's npm SDK, for tests/signature_sdk.rs.
+// Signs test cases with Twilio's npm SDK, for tests/it/signature_sdk.rs.
 //
 // Usage: node tests/sdk/sign.mjs CASES
 //

@@ -1,4 +1,4 @@
-"""Signs test cases with Twilio's Python SDK (RequestValidator), for tests/signature_sdk.rs.
+"""Signs test cases with Twilio's Python SDK (RequestValidator), for tests/it/signature_sdk.rs.
 
 Usage: .venv/bin/python tests/sdk/sign.py CASES
 

@@ -5,8 +5,9 @@
 //! into the task's current attributes, keeps what a concurrent writer changed, and every
 //! way it can fail is logged with the TaskSid and counted, without delaying the answer.
 
-mod standin;
-mod support;
+use crate::standin;
+use crate::support;
+use crate::support::{API_KEY, API_SECRET, TOKEN};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,10 +20,6 @@ use support::{
     CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, OUTBOUND, Response,
     Server, TempDir,
 };
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-const API_KEY: &str = "SKfedcba9876543210fedcba9876543210";
-const API_SECRET: &str = "Zq7Xv2Lp9Rt4Wm8Ks1Nd6Hf3Jb5Gc0Ya";
 
 /// Rules that exclude outbound calls and nothing else.
 const EXCLUDE_OUTBOUND: &str =

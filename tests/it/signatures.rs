@@ -1,8 +1,9 @@
 //! Only signed callbacks are answered: the real binary in `serve` with a token, from the
 //! environment or from an SSM SecureString that rotates.
 
-mod moto;
-mod support;
+use crate::moto;
+use crate::support;
+use crate::support::{TOKEN, TOKEN_PARAMETER};
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,8 @@ use conditional_recording::signature::sign;
 use moto::{Moto, aws_env};
 use support::{Callback, INBOUND, Server, command, post_form, request};
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const OLD_TOKEN: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NEW_TOKEN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
 
 #[test]
 fn a_signed_callback_is_answered_and_everything_else_refused() {

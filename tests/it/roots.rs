@@ -3,13 +3,12 @@
 //! are named but cannot be read stop the start with one line naming the variable, as does an
 //! SSM endpoint variable that is set but empty.
 
-mod support;
+use crate::support;
+use crate::support::{RULES_PARAMETER, TOKEN};
 
 use std::path::PathBuf;
 
 use support::{Callback, INBOUND, Server, TempDir, command};
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// A self-signed root made for these tests (its key was thrown away).
 fn test_root() -> String {
@@ -61,7 +60,7 @@ fn roots_that_cannot_be_read_stop_the_start_in_both_modes() {
     // Lambda mode with rules in SSM builds the SSM client first; nothing is read.
     let lambda: &[(&str, &str)] = &[
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
-        ("RULES_PARAMETER", "/conditional-recording/rules"),
+        ("RULES_PARAMETER", RULES_PARAMETER),
         ("TWILIO_AUTH_TOKEN", TOKEN),
     ];
     for (variable, value) in &cases {
@@ -92,7 +91,7 @@ fn an_empty_aws_endpoint_variable_stops_the_start_with_its_name_not_a_panic() {
         for value in ["", "  "] {
             let env = [
                 ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
-                ("RULES_PARAMETER", "/conditional-recording/rules"),
+                ("RULES_PARAMETER", RULES_PARAMETER),
                 ("TWILIO_AUTH_TOKEN", TOKEN),
                 (name, value),
             ];

@@ -5,8 +5,9 @@
 //! `{}`. In annotate mode every call's decision is stamped on the task, unless an earlier
 //! reservation's stamp is there, which stays; messaging tasks are never touched.
 
-mod standin;
-mod support;
+use crate::standin;
+use crate::support;
+use crate::support::TOKEN;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +29,6 @@ use support::{
     CHAT, Callback, ENQUEUED_OUTBOUND, INBOUND, INTERNAL, Logs, OUTBOUND, SMS_OUTBOUND, Server,
     TRANSFERRED, WHATSAPP_OUTBOUND,
 };
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// The Flex template's example block: outbound calls are not recorded.
 const RULES: &str = r#"{"enabled": true, "exclude_queues": ["WQ00000000000000000000000000000000"],

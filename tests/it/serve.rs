@@ -1,7 +1,7 @@
 //! `conditional-recording serve` as TaskRouter sees it: the real binary on a local port,
 //! spoken to over raw HTTP/1.1.
 
-mod support;
+use crate::support;
 
 use std::sync::Barrier;
 

@@ -12,7 +12,6 @@
 //! resource is one more [`Resource`] variant and one more arm in [`Shared::route`].
 
 // Each test crate uses a different part of this module.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -207,14 +206,6 @@ impl StandIn {
         );
     }
 
-    /// Deletes a Task: from now on it answers `404`.
-    pub fn remove_task(&self, workspace_sid: &str, task_sid: &str) {
-        self.shared
-            .state()
-            .tasks
-            .remove(&task_key(workspace_sid, task_sid));
-    }
-
     /// A Task's attributes as stored (a JSON string); `None` when there is no such task.
     pub fn task_attributes_text(&self, workspace_sid: &str, task_sid: &str) -> Option<String> {
         self.shared
@@ -234,15 +225,6 @@ impl StandIn {
         )
     }
 
-    /// A Task's current `ETag`; `None` when there is no such task.
-    pub fn task_etag(&self, workspace_sid: &str, task_sid: &str) -> Option<String> {
-        self.shared
-            .state()
-            .tasks
-            .get(&task_key(workspace_sid, task_sid))
-            .map(Task::etag)
-    }
-
     /// Right after the next `GET` of the Task is answered (with its attributes and ETag as
     /// they were), another writer edits its attributes: `edit` runs on them, parsed, and
     /// the task moves to a new revision. The client's next `POST` with the ETag it just
@@ -254,13 +236,6 @@ impl StandIn {
         edit: impl FnOnce(&mut Value) + Send + 'static,
     ) {
         self.after_next_get(workspace_sid, task_sid, AfterGet::Edit(Box::new(edit)));
-    }
-
-    /// Right after the next `GET` of the Task, another writer replaces its attributes.
-    pub fn change_after_next_get(&self, workspace_sid: &str, task_sid: &str, attributes: Value) {
-        self.on_next_get(workspace_sid, task_sid, move |current| {
-            *current = attributes
-        });
     }
 
     /// Right after the next `GET` of the Task, it is completed and deleted: the client's

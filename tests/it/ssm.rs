@@ -1,8 +1,9 @@
 //! Rules from SSM Parameter Store, against a real SSM emulator (`moto_server`) on 127.0.0.1:
 //! picked up at start, refreshed after the TTL, and never replaced by a bad fetch.
 
-mod moto;
-mod support;
+use crate::moto;
+use crate::support;
+use crate::support::{RULES_PARAMETER, TOKEN, TOKEN_PARAMETER};
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,7 @@ use moto::{Moto, Silent, SlowProxy, aws_env};
 use serde_json::Value;
 use support::{Callback, ENQUEUED_OUTBOUND, INBOUND, Server};
 
-const PARAMETER: &str = "/conditional-recording/rules";
-const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
 /// The documented test token (not a secret).
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// TaskRouter ignores an answer that takes longer.
 const TASKROUTER_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -26,7 +24,7 @@ const INVALID: &str =
     r#"{"enabled": true, "exclude_attributes": [{"key": "direction", "regex": "(inbound"}]}"#;
 
 fn serve(endpoint: &str, extra: &[(&str, &str)]) -> Server {
-    serve_rules(endpoint, PARAMETER, extra)
+    serve_rules(endpoint, RULES_PARAMETER, extra)
 }
 
 fn serve_rules(endpoint: &str, rules_parameter: &str, extra: &[(&str, &str)]) -> Server {
@@ -64,7 +62,11 @@ fn lines_with_message(logs: &support::Logs, message: &str) -> Vec<Value> {
 fn rules_come_from_a_secure_string_and_are_used_at_once() {
     let moto = Moto::start();
     assert_eq!(
-        moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString),
+        moto.put(
+            RULES_PARAMETER,
+            EXCLUDE_INBOUND,
+            ParameterType::SecureString
+        ),
         1
     );
     let server = serve(&moto.endpoint(), &[]);
@@ -83,7 +85,7 @@ fn rules_come_from_a_secure_string_and_are_used_at_once() {
     assert_eq!(loaded.len(), 1, "{}", logs.text());
     assert_eq!(
         (&loaded[0]["parameter"], &loaded[0]["version"]),
-        (&Value::from(PARAMETER), &Value::from(1))
+        (&Value::from(RULES_PARAMETER), &Value::from(1))
     );
     for decision in logs.decisions() {
         assert_eq!(decision["rules_version"], 1, "{decision}");
@@ -93,7 +95,7 @@ fn rules_come_from_a_secure_string_and_are_used_at_once() {
 #[test]
 fn a_plain_string_parameter_works_too() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_OUTBOUND, ParameterType::String);
+    moto.put(RULES_PARAMETER, EXCLUDE_OUTBOUND, ParameterType::String);
     let server = serve(&moto.endpoint(), &[]);
     assert_eq!(inbound_decision(&server).0, "record-from-start");
 }
@@ -101,12 +103,20 @@ fn a_plain_string_parameter_works_too() {
 #[test]
 fn a_published_change_applies_after_the_ttl_and_not_before() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_OUTBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_OUTBOUND,
+        ParameterType::SecureString,
+    );
     let ttl = Duration::from_secs(5);
     let started = Instant::now();
     let server = serve(&moto.endpoint(), &[("RULES_CACHE_TTL_SECONDS", "5")]);
     assert_eq!(
-        moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString),
+        moto.put(
+            RULES_PARAMETER,
+            EXCLUDE_INBOUND,
+            ParameterType::SecureString
+        ),
         2
     );
 
@@ -145,9 +155,13 @@ fn a_published_change_applies_after_the_ttl_and_not_before() {
 #[test]
 fn an_invalid_document_is_rejected_and_the_last_good_kept() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_INBOUND,
+        ParameterType::SecureString,
+    );
     let server = serve(&moto.endpoint(), &[("RULES_CACHE_TTL_SECONDS", "1")]);
-    moto.put(PARAMETER, INVALID, ParameterType::SecureString);
+    moto.put(RULES_PARAMETER, INVALID, ParameterType::SecureString);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         assert_eq!(
@@ -168,7 +182,7 @@ fn an_invalid_document_is_rejected_and_the_last_good_kept() {
         cause.contains("exclude_attributes[0].regex: unclosed group"),
         "the cause names the fault's path: {cause}"
     );
-    assert_eq!(failures[0]["parameter"], PARAMETER);
+    assert_eq!(failures[0]["parameter"], RULES_PARAMETER);
     assert_eq!(failures[0]["in_use_version"], 1);
     assert!(
         failures.len() <= 3,
@@ -183,7 +197,11 @@ fn an_invalid_document_is_rejected_and_the_last_good_kept() {
 #[test]
 fn ssm_stopped_keeps_the_last_good_rules_and_calls_answered() {
     let mut moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_INBOUND,
+        ParameterType::SecureString,
+    );
     let server = serve(&moto.endpoint(), &[("RULES_CACHE_TTL_SECONDS", "1")]);
     assert_eq!(inbound_decision(&server).0, "do-not-record");
     moto.stop();
@@ -242,7 +260,11 @@ fn a_missing_parameter_is_picked_up_once_published() {
         "do-not-record",
         "no rules yet: the fail policy"
     );
-    moto.put(PARAMETER, EXCLUDE_OUTBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_OUTBOUND,
+        ParameterType::SecureString,
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while inbound_decision(&server).0 != "record-from-start" {
         assert!(
@@ -270,7 +292,11 @@ fn a_missing_parameter_is_picked_up_once_published() {
 #[test]
 fn rules_and_token_are_read_in_one_call_at_start() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_INBOUND,
+        ParameterType::SecureString,
+    );
     moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let proxy = SlowProxy::start(moto.port);
     let server = serve(
@@ -300,7 +326,11 @@ fn rules_and_token_are_read_in_one_call_at_start() {
 #[test]
 fn a_missing_token_parameter_is_named_and_the_rules_still_load() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_INBOUND,
+        ParameterType::SecureString,
+    );
     let proxy = SlowProxy::start(moto.port);
     let server = serve(
         &proxy.endpoint(),
@@ -337,14 +367,22 @@ fn a_missing_token_parameter_is_named_and_the_rules_still_load() {
 #[test]
 fn a_pinned_version_is_read_as_pinned() {
     let moto = Moto::start();
-    moto.put(PARAMETER, EXCLUDE_INBOUND, ParameterType::SecureString);
+    moto.put(
+        RULES_PARAMETER,
+        EXCLUDE_INBOUND,
+        ParameterType::SecureString,
+    );
     assert_eq!(
-        moto.put(PARAMETER, EXCLUDE_OUTBOUND, ParameterType::SecureString),
+        moto.put(
+            RULES_PARAMETER,
+            EXCLUDE_OUTBOUND,
+            ParameterType::SecureString
+        ),
         2
     );
     moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let proxy = SlowProxy::start(moto.port);
-    let pinned = format!("{PARAMETER}:1");
+    let pinned = format!("{RULES_PARAMETER}:1");
     let server = serve_rules(
         &proxy.endpoint(),
         &pinned,

@@ -3,10 +3,11 @@
 //! Lambda mode against it, with `events/env.json`'s variables and `events/rules.json`; and
 //! `cargo lambda invoke --data-file` sends each event and prints the API Gateway response.
 
-mod support;
+use crate::support;
+use crate::support::{TOKEN, free_port};
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -16,7 +17,6 @@ use serde_json::{Value, json};
 use support::{CALLER_DATA, Logs, TempDir};
 
 /// The documented test auth token the events are signed with.
-const TEST_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// The longest any start, invocation or exit may take.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -406,14 +406,6 @@ fn start_emulator() -> (Process, u16) {
     panic!("cargo lambda watch did not start\n{last}");
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 /// cargo-lambda from the test virtualenv, where `make test` installs it.
 fn cargo_lambda() -> PathBuf {
     let path = repo().join(".venv/bin/cargo-lambda");
@@ -588,10 +580,7 @@ fn task_sid(event: &Value) -> String {
 fn assert_clean(logs: &Logs) {
     let text = logs.text();
     assert!(!text.contains("panicked"), "the function panicked:\n{text}");
-    assert!(
-        !text.contains(TEST_TOKEN),
-        "the auth token was logged:\n{text}"
-    );
+    assert!(!text.contains(TOKEN), "the auth token was logged:\n{text}");
     for data in CALLER_DATA {
         assert!(!text.contains(data), "{data:?} was logged:\n{text}");
     }

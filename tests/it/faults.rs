@@ -6,9 +6,10 @@
 //! be answered inside TaskRouter's 5 s with the last good rules' decision or the fail
 //! policy's, never a 5xx, never a mix of two documents.
 
-mod moto;
-mod standin;
-mod support;
+use crate::moto;
+use crate::standin;
+use crate::support;
+use crate::support::{RULES_PARAMETER, TOKEN, TOKEN_PARAMETER};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,10 +29,6 @@ use support::{Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, Server, re
 /// TaskRouter ignores a later answer and calls the Workflow's fallback URL.
 const TASKROUTER_LIMIT: Duration = Duration::from_secs(5);
 
-const RULES: &str = "/conditional-recording/rules";
-const TOKENS: &str = "/conditional-recording/twilio-auth-token";
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const OLD_TOKEN: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NEW_TOKEN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const WRONG_TOKEN: &str = "ffffffffffffffffffffffffffffffff";
@@ -306,8 +303,8 @@ fn serve_from_ssm(endpoint: &str, extra: &[(&str, &str)]) -> Server {
     let aws = aws_env(endpoint);
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend([
-        ("RULES_PARAMETER", RULES),
-        ("TWILIO_AUTH_TOKEN_PARAMETER", TOKENS),
+        ("RULES_PARAMETER", RULES_PARAMETER),
+        ("TWILIO_AUTH_TOKEN_PARAMETER", TOKEN_PARAMETER),
         ("RULES_CACHE_TTL_SECONDS", "1"),
     ]);
     env.extend_from_slice(extra);
@@ -329,8 +326,8 @@ fn inbound_traffic() -> Traffic {
 #[test]
 fn ssm_killed_while_callbacks_flow_keeps_the_last_good_rules_and_tokens() {
     let mut moto = Moto::start();
-    moto.put(RULES, EXCLUDE_INBOUND, ParameterType::String);
-    moto.put(TOKENS, TOKEN, ParameterType::SecureString);
+    moto.put(RULES_PARAMETER, EXCLUDE_INBOUND, ParameterType::String);
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let server = serve_from_ssm(&moto.endpoint(), &[]);
     let flow = Flow::start(&server, inbound_traffic());
     flow.phase("healthy");
@@ -364,7 +361,7 @@ fn ssm_killed_while_callbacks_flow_keeps_the_last_good_rules_and_tokens() {
         failures.len()
     );
     for failure in &failures {
-        assert_eq!(failure["parameter"], RULES, "{failure}");
+        assert_eq!(failure["parameter"], RULES_PARAMETER, "{failure}");
         assert_eq!(failure["in_use_version"], 1, "{failure}");
         assert_eq!(failure["no_good_document"], false, "{failure}");
     }
@@ -388,8 +385,8 @@ fn ssm_killed_while_callbacks_flow_keeps_the_last_good_rules_and_tokens() {
 #[test]
 fn ssm_slower_than_its_timeouts_keeps_answers_inside_five_seconds() {
     let moto = Moto::start();
-    moto.put(RULES, EXCLUDE_INBOUND, ParameterType::String);
-    moto.put(TOKENS, TOKEN, ParameterType::SecureString);
+    moto.put(RULES_PARAMETER, EXCLUDE_INBOUND, ParameterType::String);
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let proxy = SlowProxy::start(moto.port);
     let server = serve_from_ssm(&proxy.endpoint(), &[]);
     let flow = Flow::start(&server, inbound_traffic());
@@ -401,7 +398,10 @@ fn ssm_slower_than_its_timeouts_keeps_answers_inside_five_seconds() {
     proxy.set_delay(Duration::from_secs(4));
     flow.run_for(Duration::from_secs(7));
     // A new document is published while SSM is slow, and shows once it is fast again.
-    assert_eq!(moto.put(RULES, EXCLUDE_OUTBOUND, ParameterType::String), 2);
+    assert_eq!(
+        moto.put(RULES_PARAMETER, EXCLUDE_OUTBOUND, ParameterType::String),
+        2
+    );
     proxy.set_delay(Duration::ZERO);
     flow.phase("ssm fast again");
     flow.wait_for("the new document", Duration::from_secs(20), |e| {
@@ -442,17 +442,20 @@ fn ssm_slower_than_its_timeouts_keeps_answers_inside_five_seconds() {
 #[test]
 fn an_invalid_document_is_never_applied_and_the_next_valid_one_is_applied_whole() {
     let moto = Moto::start();
-    moto.put(RULES, EXCLUDE_INBOUND, ParameterType::String);
-    moto.put(TOKENS, TOKEN, ParameterType::SecureString);
+    moto.put(RULES_PARAMETER, EXCLUDE_INBOUND, ParameterType::String);
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let server = serve_from_ssm(&moto.endpoint(), &[]);
     let flow = Flow::start(&server, inbound_traffic());
     flow.phase("v1");
     flow.run_for(Duration::from_millis(1500));
     flow.phase("v2 invalid");
-    assert_eq!(moto.put(RULES, INVALID, ParameterType::String), 2);
+    assert_eq!(moto.put(RULES_PARAMETER, INVALID, ParameterType::String), 2);
     flow.run_for(Duration::from_secs(3));
     flow.phase("v3");
-    assert_eq!(moto.put(RULES, EXCLUDE_OUTBOUND, ParameterType::String), 3);
+    assert_eq!(
+        moto.put(RULES_PARAMETER, EXCLUDE_OUTBOUND, ParameterType::String),
+        3
+    );
     flow.wait_for("version 3", Duration::from_secs(15), |e| {
         e.record() == RECORD
     });
@@ -508,8 +511,8 @@ fn an_invalid_document_is_never_applied_and_the_next_valid_one_is_applied_whole(
 #[test]
 fn a_token_rotation_while_callbacks_flow_overlaps_then_retires_the_old_token() {
     let moto = Moto::start();
-    moto.put(RULES, EXCLUDE_INBOUND, ParameterType::String);
-    moto.put(TOKENS, OLD_TOKEN, ParameterType::SecureString);
+    moto.put(RULES_PARAMETER, EXCLUDE_INBOUND, ParameterType::String);
+    moto.put(TOKEN_PARAMETER, OLD_TOKEN, ParameterType::SecureString);
     let server = serve_from_ssm(&moto.endpoint(), &[]);
     let flow = Flow::start(
         &server,
@@ -524,7 +527,7 @@ fn a_token_rotation_while_callbacks_flow_overlaps_then_retires_the_old_token() {
 
     flow.phase("old and new");
     moto.put(
-        TOKENS,
+        TOKEN_PARAMETER,
         &format!("{OLD_TOKEN}\n{NEW_TOKEN}\n"),
         ParameterType::SecureString,
     );
@@ -534,7 +537,7 @@ fn a_token_rotation_while_callbacks_flow_overlaps_then_retires_the_old_token() {
     flow.run_for(Duration::from_secs(2));
 
     flow.phase("new only");
-    moto.put(TOKENS, NEW_TOKEN, ParameterType::SecureString);
+    moto.put(TOKEN_PARAMETER, NEW_TOKEN, ParameterType::SecureString);
     flow.wait_for("the old token refused", Duration::from_secs(15), |e| {
         e.token == OLD_TOKEN && e.status == 403
     });
@@ -666,7 +669,7 @@ fn a_flood_of_bad_signatures_leaves_signed_callbacks_answered() {
 fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy() {
     let moto = Moto::start();
     moto.put(
-        RULES,
+        RULES_PARAMETER,
         r#"{"enabled": true, "exclude_queues": ["Payments"],
             "exclude_attributes": [{"key": "direction", "value": "outbound"}]}"#,
         ParameterType::String,
@@ -683,7 +686,7 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
     let aws = aws_env(&moto.endpoint());
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend([
-        ("RULES_PARAMETER", RULES),
+        ("RULES_PARAMETER", RULES_PARAMETER),
         ("TWILIO_AUTH_TOKEN", TOKEN),
         ("TWILIO_API_BASE_URL", base_url.as_str()),
         ("RULES_CACHE_TTL_SECONDS", "1"),
@@ -780,11 +783,11 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
 fn ssm_slow_and_taskrouter_hanging_at_once_still_answer_inside_five_seconds() {
     let moto = Moto::start();
     moto.put(
-        RULES,
+        RULES_PARAMETER,
         r#"{"enabled": true, "exclude_queues": ["Payments"]}"#,
         ParameterType::String,
     );
-    moto.put(TOKENS, TOKEN, ParameterType::SecureString);
+    moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let proxy = SlowProxy::start(moto.port);
     let standin = StandIn::start();
     let queue = Callback::new(INBOUND);

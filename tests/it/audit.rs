@@ -1,8 +1,9 @@
 //! The audit trail: one decision line per callback with everything a compliance officer
 //! asks about, CloudWatch EMF metrics, and the admin's dry-run and lint tools.
 
-mod moto;
-mod support;
+use crate::moto;
+use crate::support;
+use crate::support::TOKEN;
 
 use std::process::Output;
 
@@ -10,8 +11,6 @@ use aws_sdk_ssm::types::ParameterType;
 use moto::{Moto, aws_env};
 use serde_json::Value;
 use support::{CHAT, Callback, INBOUND, OUTBOUND, Server, TempDir, command};
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// The EMF lines (objects with `_aws.CloudWatchMetrics`) among the logs.
 fn metric_lines(logs: &support::Logs) -> Vec<Value> {

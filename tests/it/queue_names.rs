@@ -3,8 +3,9 @@
 //! keeps the answer inside TaskRouter's 5 seconds, and answers every failure by the fail
 //! policy with the reason `queue_name_unresolved`.
 
-mod standin;
-mod support;
+use crate::standin;
+use crate::support;
+use crate::support::{API_KEY, API_SECRET, TOKEN};
 
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,7 @@ use support::{
     TempDir,
 };
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const OTHER_TOKEN: &str = "fedcba9876543210fedcba9876543210";
-const API_KEY: &str = "SKfedcba9876543210fedcba9876543210";
-const API_SECRET: &str = "Zq7Xv2Lp9Rt4Wm8Ks1Nd6Hf3Jb5Gc0Ya";
 
 const RECORD: &str = "record-from-start";
 const DO_NOT_RECORD: &str = "do-not-record";

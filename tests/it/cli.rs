@@ -1,6 +1,6 @@
 //! The admin faces of the binary: `check` and `decide`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

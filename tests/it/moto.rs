@@ -1,8 +1,7 @@
 //! `moto_server` (PyPI `moto[server]`, installed into .venv by `make test`) as a real SSM
 //! endpoint on 127.0.0.1, started per test and killed on drop.
 
-#![allow(dead_code)]
-
+use crate::support::free_port;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -120,12 +119,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a runtime")
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A listener that accepts connections and never answers: an SSM that hangs.

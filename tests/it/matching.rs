@@ -682,31 +682,31 @@ fn disabled_records_every_call_and_applies_no_rule() {
 const FIXTURES: &[(&str, &str)] = &[
     (
         "inbound call",
-        include_str!("data/fixtures/inbound-voice-task-attributes.json"),
+        include_str!("../data/fixtures/inbound-voice-task-attributes.json"),
     ),
     (
         "dialer call",
-        include_str!("data/fixtures/outbound-voice-task-attributes.json"),
+        include_str!("../data/fixtures/outbound-voice-task-attributes.json"),
     ),
     (
         "internal call",
-        include_str!("data/fixtures/internal-call-task-attributes.json"),
+        include_str!("../data/fixtures/internal-call-task-attributes.json"),
     ),
     (
         "transferred call",
-        include_str!("data/fixtures/transferred-call-task-attributes.json"),
+        include_str!("../data/fixtures/transferred-call-task-attributes.json"),
     ),
     (
         "web chat",
-        include_str!("data/fixtures/chat-task-attributes.json"),
+        include_str!("../data/fixtures/chat-task-attributes.json"),
     ),
     (
         "outbound SMS",
-        include_str!("data/fixtures/sms-outbound-task-attributes.json"),
+        include_str!("../data/fixtures/sms-outbound-task-attributes.json"),
     ),
     (
         "outbound WhatsApp",
-        include_str!("data/fixtures/whatsapp-outbound-task-attributes.json"),
+        include_str!("../data/fixtures/whatsapp-outbound-task-attributes.json"),
     ),
 ];
 

@@ -1,6 +1,7 @@
 //! Real-shaped API Gateway events (REST v1, HTTP API v2, a function URL) through
 //! `lambda_http` and the shared handler, as Lambda mode runs them.
 
+use crate::support::TOKEN;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conditional_recording::handler::{App, Settings};
@@ -290,8 +291,6 @@ async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
         )
     );
 }
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 fn signing_app() -> App<StaticRules> {
     use conditional_recording::handler::Signatures;

@@ -2,9 +2,6 @@
 //! client (so hostile requests can be written byte by byte), form bodies, rules files in a
 //! temporary directory, and the server's JSON log lines.
 
-// Each test crate uses a different part of this module.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +12,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+/// The documented test auth token (events/README.md): no account's real token.
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// A test API key and secret, for the TaskRouter REST API's other credentials.
+pub const API_KEY: &str = "SKfedcba9876543210fedcba9876543210";
+pub const API_SECRET: &str = "Zq7Xv2Lp9Rt4Wm8Ks1Nd6Hf3Jb5Gc0Ya";
+/// The SSM parameters of the template's defaults.
+pub const RULES_PARAMETER: &str = "/conditional-recording/rules";
+pub const TOKEN_PARAMETER: &str = "/conditional-recording/twilio-auth-token";
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_conditional-recording");
@@ -720,4 +726,12 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
 }

@@ -1,0 +1,27 @@
+//! The integration tests, one crate: the real binary in `serve` and Lambda modes, the SSM
+//! emulator (moto), Twilio's SDKs, the Lambda runtime emulator and a TaskRouter stand-in,
+//! each started by the test that needs it on 127.0.0.1. Shared helpers: `support` (the binary,
+//! a raw HTTP/1.1 client, signed callbacks, fixtures), `standin` (the TaskRouter REST API),
+//! `moto` (SSM).
+
+mod moto;
+mod standin;
+mod support;
+
+mod annotate;
+mod audit;
+mod cli;
+mod faults;
+mod flex_tasks;
+mod lambda_events;
+mod lambda_runtime;
+mod matching;
+mod no_panic;
+mod queue_names;
+mod roots;
+mod rules_document;
+mod serve;
+mod signature_props;
+mod signature_sdk;
+mod signatures;
+mod ssm;
