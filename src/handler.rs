@@ -53,10 +53,26 @@ pub struct Settings {
     /// Resolves queue names for rules that name queues; without it such calls follow the
     /// fail policy.
     pub queue_names: Option<QueueNames>,
-    /// `conference`: answer with the instruction; `annotate`: answer `{}` and write the
-    /// decision on the task through `annotator`.
-    pub mode: AnswerMode,
-    pub annotator: Option<Annotator>,
+    pub mode: Mode,
+}
+
+/// The answer mode, with what it needs: annotate mode cannot be had without a way to write.
+#[derive(Default)]
+pub enum Mode {
+    /// Answer with the `conference` instruction.
+    #[default]
+    Conference,
+    /// Answer `{}` and write the decision on the task through the annotator.
+    Annotate(Annotator),
+}
+
+impl Mode {
+    pub fn answer_mode(&self) -> AnswerMode {
+        match self {
+            Mode::Conference => AnswerMode::Conference,
+            Mode::Annotate(_) => AnswerMode::Annotate,
+        }
+    }
 }
 
 /// Whether `X-Twilio-Signature` is checked.
@@ -177,7 +193,7 @@ impl<S: RulesSource> App<S> {
             None => Cow::Owned(serde_json::Map::new()),
         };
         let answer = answer_in(
-            self.settings.mode,
+            self.settings.mode.answer_mode(),
             &decision,
             attributes.as_ref(),
             &pass_through,
@@ -185,15 +201,15 @@ impl<S: RulesSource> App<S> {
         // In annotate mode the decision holds only once it is in the task's attributes (the
         // Flex template records a task without one), so the line says whether it got there,
         // or which earlier decision it found there and kept.
-        let (annotation, first) = match (self.settings.mode, decision) {
-            (AnswerMode::Annotate, Decision::Conference { record, reason }) => {
+        let (annotation, first) = match (&self.settings.mode, decision) {
+            (Mode::Annotate(annotator), Decision::Conference { record, reason }) => {
                 let stamp = Stamp {
                     record,
                     reason,
                     rules_version,
                 };
                 match self
-                    .annotate(&callback, attributes.as_ref(), stamp, started)
+                    .annotate(annotator, &callback, attributes.as_ref(), stamp, started)
                     .await
                 {
                     Some(Annotated::Written { .. }) => (Some("written"), None),
@@ -312,6 +328,7 @@ impl<S> App<S> {
     /// that is logged and counted; the answer is `{}` either way.
     async fn annotate(
         &self,
+        annotator: &Annotator,
         callback: &AssignmentCallback,
         attributes: Option<&Value>,
         stamp: Stamp,
@@ -320,7 +337,6 @@ impl<S> App<S> {
         if let Some(record) = attributes.and_then(taskrouter::stamped_record) {
             return Some(Annotated::Kept { record });
         }
-        let annotator = self.settings.annotator.as_ref()?;
         let decided_at = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .ok()

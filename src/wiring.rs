@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
-use crate::handler::{App, Settings, Signatures};
+use crate::handler::{App, Mode, Settings, Signatures};
 use crate::rules::{self, Rules};
 use crate::sources::cache::{Cached, FETCH_DEADLINE, Fetched, SystemClock, deadline_passed};
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
@@ -35,23 +35,12 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
                 .into(),
         );
     }
-    let needs_ssm = matches!(config.rules, RulesLocation::Parameter(_))
-        || matches!(config.tokens, TokenLocation::Parameter(_));
-    let client = if needs_ssm {
-        Some(ssm::client().await?)
-    } else {
-        None
-    };
-    let parameter = |name: &str| {
-        client
-            .clone()
-            .map(|client| ssm::Parameter::new(client, name))
-            .ok_or_else(|| "internal: SSM client missing".to_owned())
-    };
+    // Made when a parameter first needs it, so a source cannot be without one.
+    let mut client = None;
 
     let rules = match &config.rules {
         RulesLocation::Parameter(name) => AnyRules::Parameter(Cached::new(
-            parameter(name)?,
+            ssm_parameter(&mut client, name).await?,
             parse_rules,
             "rules",
             config.ttl,
@@ -68,9 +57,10 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
     };
 
     let tokens = match &config.tokens {
-        TokenLocation::Parameter(name) => {
-            Some(TokenSource::parameter(parameter(name)?, config.ttl))
-        }
+        TokenLocation::Parameter(name) => Some(TokenSource::parameter(
+            ssm_parameter(&mut client, name).await?,
+            config.ttl,
+        )),
         TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
             AuthTokens::parse(&secret.0).map_err(|e| format!("TWILIO_AUTH_TOKEN: {e}"))?,
         ))),
@@ -110,9 +100,9 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
         .map(|credentials| TaskRouterApi::new(&config.api_base_url, credentials).map(Arc::new))
         .transpose()?;
     let queue_names = api.clone().map(|api| QueueNames::new(api, config.ttl));
-    let annotator = match (config.mode, api) {
-        (AnswerMode::Conference, _) => None,
-        (AnswerMode::Annotate, Some(api)) => Some(Annotator::new(api)),
+    let mode = match (config.mode, api) {
+        (AnswerMode::Conference, _) => Mode::Conference,
+        (AnswerMode::Annotate, Some(api)) => Mode::Annotate(Annotator::new(api)),
         (AnswerMode::Annotate, None) => {
             return Err("ANSWER_MODE=annotate writes decisions through the TaskRouter REST API: \
                         set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
@@ -151,10 +141,21 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             account_sid: config.account_sid.clone(),
             signatures,
             queue_names,
-            mode: config.mode,
-            annotator,
+            mode,
         },
     })
+}
+
+/// An SSM parameter on the one SSM client, which the first parameter creates.
+async fn ssm_parameter(
+    client: &mut Option<aws_sdk_ssm::Client>,
+    name: &str,
+) -> Result<ssm::Parameter, String> {
+    let client = match client {
+        Some(client) => client.clone(),
+        None => client.insert(ssm::client().await?).clone(),
+    };
+    Ok(ssm::Parameter::new(client, name))
 }
 
 /// The first reads of the rules and the tokens: both in one GetParameters call when both are

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conditional_recording::config::AnswerMode;
-use conditional_recording::handler::{App, Settings};
+use conditional_recording::handler::{App, Mode, Settings};
 use conditional_recording::lambda;
 use conditional_recording::rules::Rules;
 use conditional_recording::sources::StaticRules;
@@ -421,8 +421,7 @@ async fn lambda_in_annotate_mode() {
     )));
     let api = TaskRouterApi::new(&standin.base_url(), Credentials::AuthToken(tokens)).unwrap();
     let app = app(Settings {
-        mode: AnswerMode::Annotate,
-        annotator: Some(Annotator::new(Arc::new(api))),
+        mode: Mode::Annotate(Annotator::new(Arc::new(api))),
         ..Settings::default()
     });
     let cases = cases();
