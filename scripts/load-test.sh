@@ -96,11 +96,11 @@ env -u RULES_FILE -u TWILIO_AUTH_TOKEN_PARAMETER -u PUBLIC_URL -u TWILIO_ACCOUNT
   RULES_PARAMETER=/conditional-recording/rules RULES_CACHE_TTL_SECONDS=5 \
   TWILIO_AUTH_TOKEN=$token RUST_LOG=info \
   "$binary" serve --addr "127.0.0.1:$port" >"$work/serve.out" 2> >(
-    # Two lines per callback (the decision and its metric) would fill gigabytes: they are
-    # counted, every other line is kept.
+    # A decision line per callback (its record with its metrics) would fill gigabytes: they
+    # are counted, every other line is kept.
     rm -f "$work/serve.counts"
     awk -v counts="$work/serve.counts" '
-      /"message":"decision"/ { decisions++; next }
+      /"message":"decision"/ { decisions++; if (/"Decisions":1/) metrics++; next }
       /"Decisions":1/ { metrics++; next }
       { print; fflush() }
       END { print decisions + 0, metrics + 0 > counts }' >"$work/serve.log"

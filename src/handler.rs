@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
 use crate::config::AnswerMode;
-use crate::metrics;
+use crate::metrics::{self, DecisionRecord};
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::signature;
 use crate::sources::taskrouter_api::{Annotated, Annotator, QueueNames};
@@ -221,26 +221,25 @@ impl<S: RulesSource> App<S> {
             }
             _ => (None, None),
         };
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        tracing::info!(
-            task_sid = %callback.task_sid,
-            reservation_sid = %callback.reservation_sid,
-            task_queue_sid = callback.task_queue_sid.as_deref(),
-            queue_name = queue_name.as_deref(),
-            workspace_sid = callback.workspace_sid.as_deref(),
-            decision = decision.outcome(),
-            reason = reason.kind(),
-            rule = reason.rule().map(|r| r.to_string()),
+        let rule = reason.rule().map(|r| r.to_string());
+        metrics::decision(&DecisionRecord {
+            task_sid: &callback.task_sid,
+            reservation_sid: &callback.reservation_sid,
+            task_queue_sid: callback.task_queue_sid.as_deref(),
+            queue_name: queue_name.as_deref(),
+            workspace_sid: callback.workspace_sid.as_deref(),
+            decision: decision.outcome(),
+            reason: reason.kind(),
+            rule,
             rules_version,
-            answer = answer.kind(),
-            answer_reason = answer.no_instruction().map(NoInstruction::as_str),
+            answer: answer.kind(),
+            answer_reason: answer.no_instruction().map(NoInstruction::as_str),
             annotation,
             first,
-            elapsed_us,
-            request_id = request.lambda_context_ref().map(|c| c.request_id.as_str()),
-            "decision"
-        );
-        metrics::decision(decision.outcome(), reason.kind(), self.rules.age());
+            elapsed_us: started.elapsed().as_micros() as u64,
+            request_id: request.lambda_context_ref().map(|c| c.request_id.as_str()),
+            rules_age: self.rules.age(),
+        });
         Ok(answer.to_json())
     }
 

@@ -27,34 +27,96 @@ const RULES_AGE_DIRECTIVE: &str = concat!(
     r#"","Dimensions":[[]],"Metrics":[{"Name":"RulesAgeSeconds","Unit":"Seconds"}]}"#
 );
 
-/// A decision: counted by outcome and by reason kind, with the age of the rules it used.
-pub fn decision(outcome: &str, reason: &str, rules_age: Option<Duration>) {
-    write_line(&decision_line(outcome, reason, rules_age, now_ms()));
+/// The record of one decision: what was decided for which reservation, why, and what was
+/// answered. Never caller data: SIDs (checked for shape), rule paths and fixed words.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecisionRecord<'a> {
+    pub task_sid: &'a str,
+    pub reservation_sid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_queue_sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_sid: Option<&'a str>,
+    pub decision: &'a str,
+    pub reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<i64>,
+    pub answer: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<&'a str>,
+    pub elapsed_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+    /// For the `RulesAgeSeconds` metric; not a field of its own.
+    #[serde(skip)]
+    pub rules_age: Option<Duration>,
 }
 
-fn decision_line(outcome: &str, reason: &str, rules_age: Option<Duration>, now_ms: u64) -> Vec<u8> {
-    let mut line = Vec::with_capacity(400);
+/// Writes the decision as one JSON line: the log record (`message` `decision`) and, in the
+/// same object, its metrics in Embedded Metric Format (`Decisions` by `Outcome` and by
+/// `Reason`, and `RulesAgeSeconds`), so CloudWatch extracts them from the line itself. It is
+/// written straight to stderr, not through the log filter: no `RUST_LOG` can drop a decision.
+pub fn decision(record: &DecisionRecord<'_>) {
+    let now = SystemTime::now();
+    write_line(&decision_line(record, now));
+}
+
+fn decision_line(record: &DecisionRecord<'_>, now: SystemTime) -> Vec<u8> {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut line = Vec::with_capacity(700);
     // Writing into a Vec cannot fail.
     let _ = (|| -> std::io::Result<()> {
-        line.write_all(br#"{"Outcome":"#)?;
-        serde_json::to_writer(&mut line, outcome)?;
+        line.write_all(br#"{"timestamp":""#)?;
+        write_timestamp(&mut line, since_epoch)?;
+        line.write_all(br#"","level":"INFO","message":"decision","#)?;
+        // The record's own fields, without its closing brace.
+        let fields = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.extend_from_slice(&fields[1..fields.len() - 1]);
+        line.write_all(br#","Outcome":"#)?;
+        serde_json::to_writer(&mut line, record.decision)?;
         line.write_all(br#","Reason":"#)?;
-        serde_json::to_writer(&mut line, reason)?;
+        serde_json::to_writer(&mut line, record.reason)?;
         line.write_all(br#","Decisions":1"#)?;
-        if let Some(age) = rules_age {
+        if let Some(age) = record.rules_age {
             line.write_all(br#","RulesAgeSeconds":"#)?;
             serde_json::to_writer(&mut line, &age.as_secs_f64().round())?;
         }
         write!(
             line,
-            r#","_aws":{{"Timestamp":{now_ms},"CloudWatchMetrics":[{DECISIONS_DIRECTIVE}"#
+            r#","_aws":{{"Timestamp":{},"CloudWatchMetrics":[{DECISIONS_DIRECTIVE}"#,
+            since_epoch.as_millis()
         )?;
-        if rules_age.is_some() {
+        if record.rules_age.is_some() {
             write!(line, ",{RULES_AGE_DIRECTIVE}")?;
         }
         line.write_all(b"]}}\n")
     })();
     line
+}
+
+/// RFC 3339 in UTC with microseconds, as the other log lines write it
+/// (`2026-11-23T20:25:39.366385Z`).
+fn write_timestamp(line: &mut Vec<u8>, since_epoch: Duration) -> std::io::Result<()> {
+    let at = time::OffsetDateTime::UNIX_EPOCH + since_epoch;
+    write!(
+        line,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
 /// A failed or rejected fetch of a cached document ("rules", "auth tokens").
@@ -114,14 +176,53 @@ fn write_line(line: &[u8]) {
 mod tests {
     use super::*;
 
+    fn record(rules_age: Option<Duration>) -> DecisionRecord<'static> {
+        DecisionRecord {
+            task_sid: "WT11111111111111111111111111111111",
+            reservation_sid: "WR11111111111111111111111111111111",
+            task_queue_sid: Some("WQ11111111111111111111111111111111"),
+            queue_name: None,
+            workspace_sid: Some("WS11111111111111111111111111111111"),
+            decision: "do-not-record",
+            reason: "excluded_by_queue",
+            rule: Some("exclude_queues[0]".into()),
+            rules_version: Some(7),
+            answer: "conference",
+            answer_reason: None,
+            annotation: None,
+            first: None,
+            elapsed_us: 412,
+            request_id: Some("r-1"),
+            rules_age,
+        }
+    }
+
     /// The line as a JSON object built the plain way, to compare the rendered one with.
-    fn expected(outcome: &str, reason: &str, age: Option<f64>) -> Value {
+    fn expected(age: Option<f64>) -> Value {
         let mut directives = vec![json!({
             "Namespace": NAMESPACE,
             "Dimensions": [["Outcome"], ["Reason"]],
             "Metrics": [{"Name": "Decisions", "Unit": "Count"}],
         })];
-        let mut line = json!({"Outcome": outcome, "Reason": reason, "Decisions": 1});
+        let mut line = json!({
+            "timestamp": "2026-01-01T00:00:00.250000Z",
+            "level": "INFO",
+            "message": "decision",
+            "task_sid": "WT11111111111111111111111111111111",
+            "reservation_sid": "WR11111111111111111111111111111111",
+            "task_queue_sid": "WQ11111111111111111111111111111111",
+            "workspace_sid": "WS11111111111111111111111111111111",
+            "decision": "do-not-record",
+            "reason": "excluded_by_queue",
+            "rule": "exclude_queues[0]",
+            "rules_version": 7,
+            "answer": "conference",
+            "elapsed_us": 412,
+            "request_id": "r-1",
+            "Outcome": "do-not-record",
+            "Reason": "excluded_by_queue",
+            "Decisions": 1,
+        });
         if let Some(age) = age {
             directives.push(json!({
                 "Namespace": NAMESPACE,
@@ -130,32 +231,63 @@ mod tests {
             }));
             line["RulesAgeSeconds"] = json!(age);
         }
-        line["_aws"] = json!({"Timestamp": 1_767_225_600_000u64, "CloudWatchMetrics": directives});
+        line["_aws"] = json!({"Timestamp": 1_767_225_600_250u64, "CloudWatchMetrics": directives});
         line
     }
 
+    /// Checks a line against the Embedded Metric Format specification: a root `_aws` with an
+    /// integer `Timestamp` in ms and `CloudWatchMetrics` directives, each with a `Namespace`,
+    /// `Dimensions` naming root members that hold strings (at most 30 per set), and `Metrics`
+    /// naming root members that hold numbers.
+    fn assert_emf(line: &Value) {
+        let aws = &line["_aws"];
+        assert!(aws["Timestamp"].is_u64(), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().expect("directives");
+        assert!(!directives.is_empty());
+        for directive in directives {
+            assert!(
+                directive["Namespace"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+            );
+            for set in directive["Dimensions"].as_array().expect("dimension sets") {
+                let set = set.as_array().expect("a dimension set");
+                assert!(set.len() <= 30);
+                for name in set {
+                    let name = name.as_str().expect("a dimension name");
+                    assert!(line[name].is_string(), "dimension {name} in {line}");
+                }
+            }
+            for metric in directive["Metrics"].as_array().expect("metrics") {
+                let name = metric["Name"].as_str().expect("a metric name");
+                assert!(line[name].is_number(), "metric {name} in {line}");
+            }
+        }
+    }
+
     #[test]
-    fn a_decision_line_is_one_line_of_embedded_metric_format() {
+    fn a_decision_is_one_line_its_record_and_its_metrics() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_767_225_600_250);
         for (age, seconds) in [
             (Some(Duration::from_millis(12_400)), Some(12.0)),
             (Some(Duration::ZERO), Some(0.0)),
             (None, None),
         ] {
-            let line = decision_line("do-not-record", "excluded_by_queue", age, 1_767_225_600_000);
-            let text = String::from_utf8(line).expect("UTF-8");
+            let text = String::from_utf8(decision_line(&record(age), now)).expect("UTF-8");
             assert_eq!(text.matches('\n').count(), 1, "{text}");
             assert!(text.ends_with('\n'));
             let parsed: Value = serde_json::from_str(&text).expect("one JSON object");
-            assert_eq!(
-                parsed,
-                expected("do-not-record", "excluded_by_queue", seconds)
-            );
+            assert_eq!(parsed, expected(seconds));
+            assert_emf(&parsed);
         }
         // Words that would need escaping are escaped (none of ours does).
-        let text = String::from_utf8(decision_line("a\"b", "c\nd", None, 0)).expect("UTF-8");
+        let mut odd = record(None);
+        odd.decision = "a\"b";
+        odd.reason = "c\nd";
+        let text = String::from_utf8(decision_line(&odd, now)).expect("UTF-8");
         let parsed: Value = serde_json::from_str(&text).expect("one JSON object");
         assert_eq!(
-            (&parsed["Outcome"], &parsed["Reason"]),
+            (&parsed["Outcome"], &parsed["reason"]),
             (&json!("a\"b"), &json!("c\nd"))
         );
     }

@@ -68,14 +68,21 @@ fn every_decision_line_says_who_what_why_and_how_fast() {
     assert!(recorded.get("rule").is_none_or(Value::is_null));
     assert_eq!(logs.decision_for(chat.task_sid())["decision"], "no-action");
 
-    // One EMF line per decision, counted by outcome and by reason, with the rules' age.
+    // One line per decision: the decision record carries its EMF block, counted by outcome
+    // and by reason, with the rules' age.
     let metrics = metric_lines(&logs);
     let decisions: Vec<&Value> = metrics.iter().filter(|m| m["Decisions"] == 1).collect();
     assert_eq!(decisions.len(), 3, "{}", logs.text());
+    assert!(
+        decisions.iter().all(|m| m["message"] == "decision"),
+        "the decision lines are the EMF lines"
+    );
+    assert_eq!(logs.decisions().len(), 3, "and there are no others");
     let emf = decisions
         .iter()
         .find(|m| m["Reason"] == "excluded_by_attribute")
         .expect("an EMF line for the exclusion");
+    assert_eq!(emf["task_sid"], outbound.task_sid());
     assert_eq!(emf["Outcome"], "do-not-record");
     let directive = &emf["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "ConditionalRecording");
