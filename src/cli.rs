@@ -8,12 +8,12 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::{AnswerMode, Config, RulesLocation};
+use crate::config::{AnswerMode, Config, ConfigError, RulesLocation};
 use crate::handler::{MAX_BODY_BYTES, ROUTE, Signatures};
 use crate::rules::{self, Rules, is_queue_sid};
 use crate::sources::{RulesSource, read_rules_file};
 use crate::taskrouter::{self, AssignmentCallback, NoInstruction};
-use crate::wiring::{self, Face};
+use crate::wiring::{self, Face, StartError};
 use lambda_http::request::LambdaRequest;
 
 #[derive(Debug, Parser)]
@@ -68,18 +68,39 @@ pub struct DecideArgs {
     pub channel: Option<String>,
 }
 
-/// A fault that ends a command, printed as one line on stderr.
-type Fault = String;
+/// A fault that ends a command (or Lambda mode), printed as one line on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Server(std::io::Error),
+    #[error("Lambda runtime stopped: {0}")]
+    Lambda(lambda_http::Error),
+    /// What `decide` cannot do, said at the edge, with the file it concerns.
+    #[error("{0}")]
+    DryRun(String),
+}
 
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(Fault::Runtime)?;
     runtime.block_on(async move {
         let app = wiring::build(&config, Face::Serve).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| Fault::Listen { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| Fault::Listen { addr, source })?;
         println!("conditional-recording serving POST http://{bound}{ROUTE}");
         println!("rules: {}", app.rules.describe());
         if config.rules == RulesLocation::Unset {
@@ -98,7 +119,7 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
         }
         crate::serve::serve(Arc::new(app), listener, shutdown_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"))
+            .map_err(Fault::Server)
     })
 }
 
@@ -156,9 +177,9 @@ pub fn decide(args: &DecideArgs, config: &Config) -> Result<(), Fault> {
     let task = dry_run_task(args)?;
     let queue_sid = args.queue_sid.clone().or(task.queue_sid);
     if let Some(sid) = queue_sid.as_deref().filter(|sid| !is_queue_sid(sid)) {
-        return Err(format!(
+        return Err(Fault::DryRun(format!(
             "queue SID {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)"
-        ));
+        )));
     }
     let parsed = taskrouter::parse_attributes(&task.attributes);
     if parsed.is_none() {
@@ -213,8 +234,8 @@ const MAX_EVENT_BYTES: u64 = 8 << 20;
 /// something that is no callback at all) without reading more than that.
 fn read_at_most(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fault> {
     crate::sources::read_at_most(path, limit)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: over {limit} bytes; {what}", path.display()))
+        .map_err(|e| Fault::DryRun(format!("{}: cannot read: {e}", path.display())))?
+        .ok_or_else(|| Fault::DryRun(format!("{}: over {limit} bytes; {what}", path.display())))
 }
 
 fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
@@ -242,20 +263,20 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
         (None, None, Some(event)) => {
             let text = read_at_most(event, MAX_EVENT_BYTES, "Lambda events are at most 6 MB")?;
             let payload: LambdaRequest = serde_json::from_slice(&text).map_err(|e| {
-                format!(
+                Fault::DryRun(format!(
                     "{}: not an API Gateway REST or HTTP API event: {e}",
                     event.display()
-                )
+                ))
             })?;
             let request = crate::lambda::into_request(payload);
             if let Some(problem) = request.extensions().get::<crate::handler::BodyProblem>() {
-                return Err(format!(
+                return Err(Fault::DryRun(format!(
                     "{}: the event's body is unusable: {problem:?}",
                     event.display()
-                ));
+                )));
             }
             // What the service would refuse before deciding, refused here too.
-            let refused = |why: &str| Err(format!("{}: {why}", event.display()));
+            let refused = |why: &str| Err(Fault::DryRun(format!("{}: {why}", event.display())));
             if request.method() != lambda_http::http::Method::POST {
                 return refused("the service answers a method other than POST with 405");
             }
@@ -270,10 +291,14 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
             }
             request.body().to_vec()
         }
-        (None, None, None) => return Err("give --attributes, --callback or --event".into()),
+        (None, None, None) => {
+            return Err(Fault::DryRun(
+                "give --attributes, --callback or --event".into(),
+            ));
+        }
     };
     let callback = AssignmentCallback::from_form(&body)
-        .map_err(|e| format!("not an assignment callback: {e}"))?;
+        .map_err(|e| Fault::DryRun(format!("not an assignment callback: {e}")))?;
     Ok(DryRunTask {
         task_sid: Some(callback.task_sid),
         attributes: callback.task_attributes,
@@ -283,6 +308,6 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
 }
 
 fn load_rules(file: &Path) -> Result<Rules, Fault> {
-    let text = read_rules_file(file).map_err(|e| e.to_string())?;
-    Rules::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))
+    let text = read_rules_file(file).map_err(|e| Fault::DryRun(e.to_string()))?;
+    Rules::from_json(&text).map_err(|e| Fault::DryRun(format!("{}: {e}", file.display())))
 }

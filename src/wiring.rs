@@ -7,10 +7,13 @@ use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::handler::{App, Mode, Settings, Signatures};
 use crate::rules::{self, Rules};
-use crate::sources::cache::{Cached, FETCH_DEADLINE, Fetched, SystemClock, deadline_passed};
+use crate::sources::cache::{Cached, FETCH_DEADLINE, FetchError, Fetched, SystemClock};
+use crate::sources::https::RootsError;
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
+use crate::sources::tokens::NoToken;
 use crate::sources::tokens::{AuthTokens, TokenSource};
 use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
+use crate::sources::{FileRulesError, ssm::ClientError};
 
 /// Which face of the binary is starting: they differ in what they accept missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +25,39 @@ pub enum Face {
     Serve,
 }
 
+/// Why the service cannot start, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no rules source: set RULES_PARAMETER (an SSM parameter) or RULES_FILE")]
+    NoRulesSource,
+    #[error(
+        "signature validation is enforced but no auth token is configured: set TWILIO_AUTH_TOKEN_PARAMETER (an SSM SecureString) or TWILIO_AUTH_TOKEN"
+    )]
+    NoTokenSource,
+    #[error(
+        "ANSWER_MODE=annotate writes decisions through the TaskRouter REST API: set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
+    )]
+    AnnotateWithoutCredentials,
+    #[error(transparent)]
+    Ssm(#[from] ClientError),
+    #[error(transparent)]
+    RulesFile(#[from] FileRulesError),
+    #[error("embedded example: {0}")]
+    Example(rules::RulesError),
+    #[error("TWILIO_AUTH_TOKEN: {0}")]
+    Token(NoToken),
+    #[error(transparent)]
+    Roots(#[from] RootsError),
+}
+
 /// Assembles the service. Parameters are fetched once here, rules and tokens together; the
 /// service starts even when those fetches fail (the caches retry).
-pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String> {
+pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartError> {
     if face == Face::Lambda && config.rules == RulesLocation::Unset {
-        return Err("no rules source: set RULES_PARAMETER (an SSM parameter) or RULES_FILE".into());
+        return Err(StartError::NoRulesSource);
     }
     if face == Face::Lambda && config.enforce_signatures && config.tokens == TokenLocation::Unset {
-        return Err(
-            "signature validation is enforced but no auth token is configured: \
-                    set TWILIO_AUTH_TOKEN_PARAMETER (an SSM SecureString) or TWILIO_AUTH_TOKEN"
-                .into(),
-        );
+        return Err(StartError::NoTokenSource);
     }
     // Made when a parameter first needs it, so a source cannot be without one.
     let mut client = None;
@@ -46,12 +70,9 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             config.ttl,
             SystemClock,
         )),
-        RulesLocation::File(path) => {
-            AnyRules::Static(StaticRules::from_file(path).map_err(|e| e.to_string())?)
-        }
+        RulesLocation::File(path) => AnyRules::Static(StaticRules::from_file(path)?),
         RulesLocation::Unset => {
-            let example = Rules::from_json(rules::EXAMPLE_DOCUMENT)
-                .map_err(|e| format!("embedded example: {e}"))?;
+            let example = Rules::from_json(rules::EXAMPLE_DOCUMENT).map_err(StartError::Example)?;
             AnyRules::Static(StaticRules::new(example, "the embedded example document"))
         }
     };
@@ -62,7 +83,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
             config.ttl,
         )),
         TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
-            AuthTokens::parse(&secret.0).map_err(|e| format!("TWILIO_AUTH_TOKEN: {e}"))?,
+            AuthTokens::parse(&secret.0).map_err(StartError::Token)?,
         ))),
         TokenLocation::Unset => None,
     }
@@ -103,11 +124,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
     let mode = match (config.mode, api) {
         (AnswerMode::Conference, _) => Mode::Conference,
         (AnswerMode::Annotate, Some(api)) => Mode::Annotate(Annotator::new(api)),
-        (AnswerMode::Annotate, None) => {
-            return Err("ANSWER_MODE=annotate writes decisions through the TaskRouter REST API: \
-                        set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
-                .into());
-        }
+        (AnswerMode::Annotate, None) => return Err(StartError::AnnotateWithoutCredentials),
     };
 
     let rules_cache = match &rules {
@@ -150,7 +167,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, String>
 async fn ssm_parameter(
     client: &mut Option<aws_sdk_ssm::Client>,
     name: &str,
-) -> Result<ssm::Parameter, String> {
+) -> Result<ssm::Parameter, ClientError> {
     let client = match client {
         Some(client) => client.clone(),
         None => client.insert(ssm::client().await?).clone(),
@@ -179,10 +196,15 @@ async fn first_fetches(
     let names = [rules.name(), tokens.name()];
     let together = tokio::time::timeout(FETCH_DEADLINE, ssm::get_together(client, &names)).await;
     let fetched = match together {
-        Ok(Ok(fetched)) => fetched,
+        Ok(Ok(fetched)) => fetched
+            .into_iter()
+            .map(|one| one.map(|result| result.map_err(FetchError::Store)))
+            .collect(),
         Ok(Err(ssm::TogetherFailed::Refused(_))) => vec![None, None],
-        Ok(Err(ssm::TogetherFailed::Unreachable(cause))) => vec![Some(Err(cause)); 2],
-        Err(_) => vec![Some(Err(deadline_passed())); 2],
+        Ok(Err(ssm::TogetherFailed::Unreachable(cause))) => {
+            vec![Some(Err(FetchError::Store(cause))); 2]
+        }
+        Err(_) => vec![Some(Err(FetchError::Deadline)); 2],
     };
     let mut fetched = fetched.into_iter();
     let (rules_fetched, tokens_fetched) = (fetched.next().flatten(), fetched.next().flatten());
@@ -195,7 +217,7 @@ async fn first_fetches(
 /// Takes what the shared call read for this parameter, or reads it alone when it has nothing.
 async fn settle_or_refresh<T: Send + Sync + 'static>(
     cache: &Cached<T, ssm::Parameter>,
-    fetched: Option<Result<Fetched, String>>,
+    fetched: Option<Result<Fetched, FetchError>>,
 ) {
     match fetched {
         Some(result) => cache.settle(result),

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::ssm::SsmError;
+
 /// What a store returned: the document's text and the store's version of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -14,8 +16,8 @@ pub struct Fetched {
 
 /// One remote document, e.g. an SSM parameter.
 pub trait Fetch: Send + Sync + 'static {
-    /// The cause of a failure is one line, safe to log (it never holds the document).
-    fn fetch(&self) -> impl Future<Output = Result<Fetched, String>> + Send;
+    /// A failure's `Display` is one line, safe to log (it never holds the document).
+    fn fetch(&self) -> impl Future<Output = Result<Fetched, SsmError>> + Send;
     /// The document's name, for logs.
     fn name(&self) -> &str;
 }
@@ -34,8 +36,30 @@ impl Clock for SystemClock {
     }
 }
 
+/// Why a fetch gave no document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Store(#[from] SsmError),
+    /// The fetch outlived [`FETCH_DEADLINE`].
+    #[error("no answer within {} ms", FETCH_DEADLINE.as_millis())]
+    Deadline,
+}
+
+/// Why a fetched document was rejected (a `RulesError`, a `TokensError`), by its `Display`.
+pub type Rejected = Box<dyn std::error::Error + Send + Sync>;
+
 /// Turns a fetched document into its in-memory form, or says why it is rejected.
-pub type Parse<T> = fn(&str, Option<i64>) -> Result<T, String>;
+pub type Parse<T> = fn(&str, Option<i64>) -> Result<T, Rejected>;
+
+/// Why a refresh left the document in force as it was.
+#[derive(Debug, thiserror::Error)]
+enum RefreshFailed {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("document rejected: {0}")]
+    Rejected(Rejected),
+}
 
 /// The first retry after a failure waits this long; each further failure doubles it, up to
 /// [`MAX_BACKOFF`] or the TTL, whichever is shorter.
@@ -116,8 +140,8 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
     /// Fetches now, whatever the TTL says (at start). Callers hold `refreshing` or are alone.
     pub async fn refresh(&self) {
         let fetched = match tokio::time::timeout(FETCH_DEADLINE, self.fetcher.fetch()).await {
-            Ok(result) => result,
-            Err(_) => Err(deadline_passed()),
+            Ok(result) => result.map_err(FetchError::from),
+            Err(_) => Err(FetchError::Deadline),
         };
         self.settle(fetched);
     }
@@ -125,11 +149,11 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
     /// Takes the outcome of a fetch made elsewhere (start-up reads several documents in one
     /// call) exactly as [`Cached::refresh`] takes its own: parsed, kept or rejected, and the
     /// next fetch scheduled. Callers hold `refreshing` or are alone.
-    pub fn settle(&self, fetched: Result<Fetched, String>) {
-        let parsed = fetched.and_then(|fetched| {
+    pub fn settle(&self, fetched: Result<Fetched, FetchError>) {
+        let parsed = fetched.map_err(RefreshFailed::from).and_then(|fetched| {
             (self.parse)(&fetched.text, fetched.version)
                 .map(|value| (value, fetched.version))
-                .map_err(|reason| format!("document rejected: {reason}"))
+                .map_err(RefreshFailed::Rejected)
         });
         let now = self.clock.now();
         let mut state = self.state();
@@ -191,11 +215,6 @@ impl<T> State<T> {
     }
 }
 
-/// The cause a fetch that outlived [`FETCH_DEADLINE`] fails with.
-pub fn deadline_passed() -> String {
-    format!("no answer within {} ms", FETCH_DEADLINE.as_millis())
-}
-
 fn backoff(failures: u32, ttl: Duration) -> Duration {
     let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16));
     doubled.min(MAX_BACKOFF).min(ttl.max(FIRST_BACKOFF))
@@ -228,7 +247,7 @@ mod tests {
     /// A store whose answer the test sets, counting fetches; a fetch can be made to wait.
     #[derive(Clone)]
     struct Store {
-        answer: Arc<Mutex<Result<Fetched, String>>>,
+        answer: Arc<Mutex<Result<Fetched, SsmError>>>,
         fetches: Arc<AtomicUsize>,
         gate: Arc<tokio::sync::Semaphore>,
     }
@@ -236,7 +255,7 @@ mod tests {
     impl Store {
         fn new() -> Self {
             let store = Store {
-                answer: Arc::new(Mutex::new(Err("not set".into()))),
+                answer: Arc::new(Mutex::new(Err(SsmError::Transport("not set".into())))),
                 fetches: Arc::default(),
                 gate: Arc::new(tokio::sync::Semaphore::new(1000)),
             };
@@ -250,7 +269,7 @@ mod tests {
             });
         }
         fn fail(&self, cause: &str) {
-            *self.answer.lock().unwrap() = Err(cause.into());
+            *self.answer.lock().unwrap() = Err(SsmError::Transport(cause.into()));
         }
         fn fetches(&self) -> usize {
             self.fetches.load(Ordering::SeqCst)
@@ -258,7 +277,7 @@ mod tests {
     }
 
     impl Fetch for Store {
-        async fn fetch(&self) -> Result<Fetched, String> {
+        async fn fetch(&self) -> Result<Fetched, SsmError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             let _permit = self.gate.acquire().await;
             self.answer.lock().unwrap().clone()
@@ -269,7 +288,7 @@ mod tests {
     }
 
     /// Accepts documents that start with "v"; the value is the text.
-    fn parse(text: &str, _: Option<i64>) -> Result<String, String> {
+    fn parse(text: &str, _: Option<i64>) -> Result<String, Rejected> {
         if text.starts_with('v') {
             Ok(text.to_owned())
         } else {

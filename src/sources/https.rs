@@ -29,18 +29,23 @@ use hyper_util::rt::TokioExecutor;
 /// endpoint) fails as unreadable instead of growing the process until Lambda stops it.
 pub const MAX_SDK_RESPONSE_BYTES: usize = 1 << 20;
 
+/// The root certificates SSL_CERT_FILE or SSL_CERT_DIR name cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot load the root certificates SSL_CERT_FILE or SSL_CERT_DIR name: {0}")]
+pub struct RootsError(String);
+
 /// The TLS settings both clients share, built once: reading the system's roots (when
 /// SSL_CERT_FILE or SSL_CERT_DIR ask for them) is the costly part.
-fn tls() -> Result<rustls::ClientConfig, String> {
-    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+fn tls() -> Result<rustls::ClientConfig, RootsError> {
+    static TLS: OnceLock<Result<rustls::ClientConfig, RootsError>> = OnceLock::new();
     TLS.get_or_init(|| {
         let builder = rustls::ClientConfig::builder();
         let builder = if std::env::var_os("SSL_CERT_FILE").is_some()
             || std::env::var_os("SSL_CERT_DIR").is_some()
         {
-            builder.with_native_roots().map_err(|e| {
-                format!("cannot load the root certificates SSL_CERT_FILE or SSL_CERT_DIR name: {e}")
-            })?
+            builder
+                .with_native_roots()
+                .map_err(|e| RootsError(e.to_string()))?
         } else {
             builder.with_webpki_roots()
         };
@@ -52,7 +57,7 @@ fn tls() -> Result<rustls::ClientConfig, String> {
 /// A connector for `https://` and, for local endpoints (moto, a stand-in), `http://` URLs.
 pub fn connector(
     connect_timeout: Option<Duration>,
-) -> Result<HttpsConnector<TcpConnector>, String> {
+) -> Result<HttpsConnector<TcpConnector>, RootsError> {
     Ok(on(tls()?, connect_timeout))
 }
 
@@ -83,7 +88,7 @@ type Settings = (Option<Duration>, Option<Duration>);
 
 impl SdkClient {
     /// Fails only when SSL_CERT_FILE or SSL_CERT_DIR name roots that cannot be read.
-    pub fn new() -> Result<SdkClient, String> {
+    pub fn new() -> Result<SdkClient, RootsError> {
         Ok(SdkClient {
             tls: tls()?,
             connectors: Arc::default(),

@@ -134,10 +134,9 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 pub type ParameterRules = Cached<LoadedRules, ssm::Parameter>;
 
 /// Parses a fetched rules document.
-pub fn parse_rules(text: &str, version: Option<i64>) -> Result<LoadedRules, String> {
-    Rules::from_json(text)
-        .map(|rules| LoadedRules { rules, version })
-        .map_err(|e| e.to_string())
+pub fn parse_rules(text: &str, version: Option<i64>) -> Result<LoadedRules, cache::Rejected> {
+    let rules = Rules::from_json(text)?;
+    Ok(LoadedRules { rules, version })
 }
 
 impl RulesSource for ParameterRules {

@@ -10,7 +10,7 @@ use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
 
 use super::cache::{Fetch, Fetched};
-use super::https::SdkClient;
+use super::https::{RootsError, SdkClient};
 
 /// Connecting to SSM (TCP and TLS) must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -19,15 +19,48 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// All attempts of one GetParameter, retries included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// Why the SSM client cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "{0} is set but empty, which the AWS SDK cannot use: unset it for SSM's own endpoint, or give a URL"
+    )]
+    EmptyEndpoint(&'static str),
+    #[error(transparent)]
+    Roots(#[from] RootsError),
+}
+
+/// Why a read of a parameter failed, in one line that is safe to log: never the answer
+/// itself (see [`cause`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsmError {
+    /// SSM answered with an error: its code, and its message when it gave one.
+    #[error("SSM answered {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Answered {
+        code: String,
+        message: Option<String>,
+    },
+    /// An answer the SDK could not read: never quoted, it may hold a decrypted value.
+    #[error("SSM's answer (HTTP {0}) could not be read")]
+    Unreadable(u16),
+    /// No answer: a timeout, or a failure to connect or send, with its causes.
+    #[error("{0}")]
+    Transport(String),
+    #[error("the answer has no parameter")]
+    NoParameter,
+    #[error("the parameter has no value")]
+    NoValue,
+    #[error("ParameterNotFound: SSM lists the name (or its version or label) as invalid")]
+    Invalid,
+}
+
 /// Builds the SSM client once, on the HTTPS stack the TaskRouter client uses too.
 /// `AWS_ENDPOINT_URL_SSM`, `AWS_REGION` and the usual credential variables apply.
-pub async fn client() -> Result<aws_sdk_ssm::Client, String> {
+pub async fn client() -> Result<aws_sdk_ssm::Client, ClientError> {
     // The SDK reads these itself, and panics on an empty one (a blank override, say).
     for name in ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"] {
         if std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty()) {
-            return Err(format!(
-                "{name} is set but empty, which the AWS SDK cannot use: unset it for SSM's own endpoint, or give a URL"
-            ));
+            return Err(ClientError::EmptyEndpoint(name));
         }
     }
     let config = aws_config::defaults(BehaviorVersion::latest())
@@ -62,7 +95,7 @@ impl Parameter {
 }
 
 impl Fetch for Parameter {
-    async fn fetch(&self) -> Result<Fetched, String> {
+    async fn fetch(&self) -> Result<Fetched, SsmError> {
         let output = self
             .client
             .get_parameter()
@@ -71,7 +104,7 @@ impl Fetch for Parameter {
             .send()
             .await
             .map_err(|e| cause(&e))?;
-        fetched(output.parameter().ok_or("the answer has no parameter")?)
+        fetched(output.parameter().ok_or(SsmError::NoParameter)?)
     }
 
     fn name(&self) -> &str {
@@ -83,11 +116,11 @@ impl Fetch for Parameter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TogetherFailed {
     /// SSM did not answer (timeout, no connection): reading each parameter alone would not
-    /// do better now. The cause is one line, safe to log.
-    Unreachable(String),
+    /// do better now.
+    Unreachable(SsmError),
     /// SSM answered with an error (a name it refuses, a throttle): reading each alone tells
     /// which parameter is at fault.
-    Refused(String),
+    Refused(SsmError),
 }
 
 /// Reads several parameters (at most 10, SSM's limit) in one GetParameters call, with
@@ -98,7 +131,7 @@ pub enum TogetherFailed {
 pub async fn get_together(
     client: &aws_sdk_ssm::Client,
     names: &[&str],
-) -> Result<Vec<Option<Result<Fetched, String>>>, TogetherFailed> {
+) -> Result<Vec<Option<Result<Fetched, SsmError>>>, TogetherFailed> {
     let mut request = client.get_parameters().with_decryption(true);
     for name in names {
         request = request.names(*name);
@@ -116,10 +149,7 @@ pub async fn get_together(
         .iter()
         .map(|name| {
             if output.invalid_parameters().iter().any(|n| n == name) {
-                return Some(Err(
-                    "ParameterNotFound: SSM lists the name (or its version or label) as invalid"
-                        .to_owned(),
-                ));
+                return Some(Err(SsmError::Invalid));
             }
             let parameter = output.parameters().iter().find(|p| answers_to(p, name))?;
             Some(fetched(parameter))
@@ -128,8 +158,8 @@ pub async fn get_together(
 }
 
 /// A parameter's value and version, as the cache takes them.
-fn fetched(parameter: &aws_sdk_ssm::types::Parameter) -> Result<Fetched, String> {
-    let text = parameter.value().ok_or("the parameter has no value")?;
+fn fetched(parameter: &aws_sdk_ssm::types::Parameter) -> Result<Fetched, SsmError> {
+    let text = parameter.value().ok_or(SsmError::NoValue)?;
     Ok(Fetched {
         text: text.to_owned(),
         version: Some(parameter.version()),
@@ -162,24 +192,17 @@ fn answers_to(parameter: &aws_sdk_ssm::types::Parameter, name: &str) -> bool {
 /// (`DisplayErrorContext`) prints the raw response, body included.
 fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: &SdkError<E, Response>,
-) -> String {
-    let text = match error {
-        SdkError::ServiceError(context) => {
-            let code = context.err().code().unwrap_or("an error without a code");
-            match context.err().message() {
-                Some(message) => format!("SSM answered {code}: {message}"),
-                None => format!("SSM answered {code}"),
-            }
-        }
-        SdkError::ResponseError(context) => format!(
-            "SSM's answer (HTTP {}) could not be read",
-            context.raw().status().as_u16()
-        ),
+) -> SsmError {
+    match error {
+        SdkError::ServiceError(context) => SsmError::Answered {
+            code: one_line(context.err().code().unwrap_or("an error without a code")),
+            message: context.err().message().map(one_line),
+        },
+        SdkError::ResponseError(context) => SsmError::Unreadable(context.raw().status().as_u16()),
         // Timeouts, failures to connect or send, requests that could not be built: made
         // before any answer, so their descriptions hold none.
-        other => super::error_chain(other),
-    };
-    one_line(&text)
+        other => SsmError::Transport(one_line(&super::error_chain(other))),
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -215,6 +238,7 @@ mod tests {
             .fetch()
             .await
             .expect_err("a failure")
+            .to_string()
     }
 
     #[tokio::test]
@@ -250,7 +274,8 @@ mod tests {
         let cause = crate::sources::ssm::Parameter::new(client_for(&endpoint), "/cr/rules")
             .fetch()
             .await
-            .expect_err("refused");
+            .expect_err("refused")
+            .to_string();
         assert!(cause.starts_with("dispatch failure: io error"), "{cause}");
         assert!(cause.contains("onnection refused"), "{cause}");
     }

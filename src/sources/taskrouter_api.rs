@@ -19,6 +19,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::error_chain;
+use super::https::RootsError;
 use super::tokens::TokenSource;
 use crate::taskrouter::{STAMP_KEY, stamp_record};
 
@@ -35,8 +36,6 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 const MAX_CACHED: usize = 10_000;
 /// Fetch-merge-write rounds for one annotation before giving up on a busy task.
 pub const ANNOTATION_ATTEMPTS: u32 = 3;
-
-pub const DEFAULT_BASE_URL: &str = "https://taskrouter.twilio.com";
 
 /// How requests to Twilio authenticate.
 pub enum Credentials {
@@ -83,7 +82,7 @@ pub struct TaskRouterApi {
 }
 
 impl TaskRouterApi {
-    pub fn new(base_url: &str, credentials: Credentials) -> Result<TaskRouterApi, String> {
+    pub fn new(base_url: &str, credentials: Credentials) -> Result<TaskRouterApi, RootsError> {
         let https = super::https::connector(Some(CONNECT_TIMEOUT))?;
         Ok(TaskRouterApi {
             client: Client::builder(TokioExecutor::new()).build(https),

@@ -4,15 +4,20 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::cache::Cached;
+use super::cache::{Cached, Rejected};
 use super::ssm;
+
+/// A token document with no token in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no token: the parameter must hold one auth token per line")]
+pub struct NoToken;
 
 /// The tokens in force. Its `Debug` never shows a token.
 pub struct AuthTokens(Vec<String>);
 
 impl AuthTokens {
     /// Parses one token per line; blank lines and surrounding space are ignored.
-    pub fn parse(text: &str) -> Result<AuthTokens, String> {
+    pub fn parse(text: &str) -> Result<AuthTokens, NoToken> {
         let tokens: Vec<String> = text
             .lines()
             .map(str::trim)
@@ -20,7 +25,7 @@ impl AuthTokens {
             .map(str::to_owned)
             .collect();
         if tokens.is_empty() {
-            return Err("no token: the parameter must hold one auth token per line".into());
+            return Err(NoToken);
         }
         Ok(AuthTokens(tokens))
     }
@@ -36,8 +41,8 @@ impl fmt::Debug for AuthTokens {
     }
 }
 
-fn parse_parameter(text: &str, _version: Option<i64>) -> Result<AuthTokens, String> {
-    AuthTokens::parse(text)
+fn parse_parameter(text: &str, _version: Option<i64>) -> Result<AuthTokens, Rejected> {
+    Ok(AuthTokens::parse(text)?)
 }
 
 /// Where tokens come from.
