@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::rules::FailPolicy;
+/// TaskRouter's REST base when `TWILIO_API_BASE_URL` does not say.
+pub const DEFAULT_TASKROUTER_BASE_URL: &str = "https://taskrouter.twilio.com";
 
 /// Where rules come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +135,7 @@ impl Config {
         let account_sid = set("TWILIO_ACCOUNT_SID")?;
         if account_sid
             .as_deref()
-            .is_some_and(|sid| !crate::taskrouter::is_sid(sid, "AC"))
+            .is_some_and(|sid| !crate::sid::is_sid(sid, "AC"))
         {
             return Err(ConfigError::AccountSid);
         }
@@ -142,13 +143,13 @@ impl Config {
         if public_url.as_deref().is_some_and(|url| !is_public_url(url)) {
             return Err(ConfigError::PublicUrl);
         }
-        let api_base_url = set("TWILIO_API_BASE_URL")?
-            .unwrap_or_else(|| crate::sources::taskrouter_api::DEFAULT_BASE_URL.to_owned());
+        let api_base_url =
+            set("TWILIO_API_BASE_URL")?.unwrap_or_else(|| DEFAULT_TASKROUTER_BASE_URL.to_owned());
         if !is_public_url(&api_base_url) || api_base_url.contains('?') {
             return Err(ConfigError::ApiBaseUrl);
         }
         let api_key = match (set("TWILIO_API_KEY")?, set("TWILIO_API_SECRET")?) {
-            (Some(sid), Some(secret)) if crate::taskrouter::is_sid(&sid, "SK") => {
+            (Some(sid), Some(secret)) if crate::sid::is_sid(&sid, "SK") => {
                 Some((sid, Secret(secret)))
             }
             (None, None) => None,
@@ -186,6 +187,31 @@ fn is_public_url(text: &str) -> bool {
                 && url.host().is_some()
                 && url.fragment().is_none()
         })
+}
+
+/// `ON_RULES_UNAVAILABLE`: what a call gets when good rules cannot decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailPolicy {
+    #[default]
+    DoNotRecord,
+    Record,
+}
+
+impl FailPolicy {
+    pub fn parse(text: &str) -> Option<FailPolicy> {
+        match text {
+            "do-not-record" => Some(FailPolicy::DoNotRecord),
+            "record" => Some(FailPolicy::Record),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailPolicy::DoNotRecord => "do-not-record",
+            FailPolicy::Record => "record",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metrics;
 pub mod rules;
 pub mod serve;
+pub mod sid;
 pub mod signature;
 pub mod sources;
 pub mod taskrouter;

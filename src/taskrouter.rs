@@ -49,14 +49,7 @@ const SID_FIELDS: &[(&str, &str, &str)] = &[
     ("WorkerSid", "Worker", "WK"),
 ];
 
-/// Whether `s` is a SID: the two-letter prefix, then 32 lowercase hex digits.
-pub fn is_sid(s: &str, prefix: &str) -> bool {
-    s.len() == 34
-        && s.starts_with(prefix)
-        && s.bytes()
-            .skip(2)
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use crate::sid::is_sid;
 
 /// Decodes a form body into its parameters, in order, repeats kept.
 pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, CallbackError> {

@@ -89,7 +89,7 @@ impl RulesError {
 type Result<T> = std::result::Result<T, RulesError>;
 
 /// The document's JSON, within the size limit and with no repeated key.
-fn parse(text: &str) -> Result<Value> {
+pub(super) fn parse(text: &str) -> Result<Value> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(RulesError::at(
             "",
@@ -124,13 +124,6 @@ impl Rules {
     /// Parses, validates and compiles a rules document.
     pub fn from_json(text: &str) -> Result<Rules> {
         Rules::from_value(&parse(text)?)
-    }
-
-    /// Parses, validates and compiles a document, and lints it (for `check`).
-    pub fn check(text: &str) -> Result<(Rules, Vec<super::Warning>)> {
-        let document = parse(text)?;
-        let rules = Rules::from_value(&document)?;
-        Ok((rules, super::lint(&document)))
     }
 
     pub fn from_value(document: &Value) -> Result<Rules> {
@@ -208,11 +201,7 @@ fn queues(value: &Value, path: &str) -> Result<QueueRules> {
 
 /// `WQ` followed by 32 lowercase hex digits, as TaskRouter writes TaskQueue SIDs.
 pub fn is_queue_sid(s: &str) -> bool {
-    s.len() == 34
-        && s.starts_with("WQ")
-        && s.bytes()
-            .skip(2)
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::sid::is_sid(s, "WQ")
 }
 
 /// What one document's conditions take in all, so that no document, however written, can

@@ -111,30 +111,7 @@ pub struct Task<'a> {
     pub channel: Option<&'a str>,
 }
 
-/// `ON_RULES_UNAVAILABLE`: what a call gets when good rules cannot decide it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailPolicy {
-    #[default]
-    DoNotRecord,
-    Record,
-}
-
-impl FailPolicy {
-    pub fn parse(text: &str) -> Option<FailPolicy> {
-        match text {
-            "do-not-record" => Some(FailPolicy::DoNotRecord),
-            "record" => Some(FailPolicy::Record),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailPolicy::DoNotRecord => "do-not-record",
-            FailPolicy::Record => "record",
-        }
-    }
-}
+pub use crate::config::FailPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -409,6 +386,13 @@ impl Rules {
 }
 
 impl Rules {
+    /// Parses, validates and compiles a document, and lints it (for `check`).
+    pub fn check(text: &str) -> Result<(Rules, Vec<Warning>), RulesError> {
+        let document = document::parse(text)?;
+        let rules = Rules::from_value(&document)?;
+        Ok((rules, lint(&document)))
+    }
+
     /// One line counting the rules by kind, for `check`.
     pub fn summary(&self) -> String {
         let queues =
