@@ -217,7 +217,7 @@ async fn first_fetches(
 /// Takes what the shared call read for this parameter, or reads it alone when it has nothing.
 async fn settle_or_refresh<T: Send + Sync + 'static>(
     cache: &Cached<T, ssm::Parameter>,
-    fetched: Option<Result<Fetched, FetchError>>,
+    fetched: Option<Result<Fetched, FetchError<ssm::SsmError>>>,
 ) {
     match fetched {
         Some(result) => cache.settle(result),

@@ -5,8 +5,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::ssm::SsmError;
-
 /// What a store returned: the document's text and the store's version of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -16,8 +14,9 @@ pub struct Fetched {
 
 /// One remote document, e.g. an SSM parameter.
 pub trait Fetch: Send + Sync + 'static {
-    /// A failure's `Display` is one line, safe to log (it never holds the document).
-    fn fetch(&self) -> impl Future<Output = Result<Fetched, SsmError>> + Send;
+    /// Why a fetch failed: its `Display` is one line, safe to log (never the document).
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn fetch(&self) -> impl Future<Output = Result<Fetched, Self::Error>> + Send;
     /// The document's name, for logs.
     fn name(&self) -> &str;
 }
@@ -36,11 +35,11 @@ impl Clock for SystemClock {
     }
 }
 
-/// Why a fetch gave no document.
+/// Why a fetch gave no document: the store's error, or no answer in time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
+pub enum FetchError<E> {
     #[error(transparent)]
-    Store(#[from] SsmError),
+    Store(E),
     /// The fetch outlived [`FETCH_DEADLINE`].
     #[error("no answer within {} ms", FETCH_DEADLINE.as_millis())]
     Deadline,
@@ -54,9 +53,9 @@ pub type Parse<T> = fn(&str, Option<i64>) -> Result<T, Rejected>;
 
 /// Why a refresh left the document in force as it was.
 #[derive(Debug, thiserror::Error)]
-enum RefreshFailed {
+enum RefreshFailed<E: std::error::Error> {
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError<E>),
     #[error("document rejected: {0}")]
     Rejected(Rejected),
 }
@@ -140,7 +139,7 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
     /// Fetches now, whatever the TTL says (at start). Callers hold `refreshing` or are alone.
     pub async fn refresh(&self) {
         let fetched = match tokio::time::timeout(FETCH_DEADLINE, self.fetcher.fetch()).await {
-            Ok(result) => result.map_err(FetchError::from),
+            Ok(result) => result.map_err(FetchError::Store),
             Err(_) => Err(FetchError::Deadline),
         };
         self.settle(fetched);
@@ -149,8 +148,8 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
     /// Takes the outcome of a fetch made elsewhere (start-up reads several documents in one
     /// call) exactly as [`Cached::refresh`] takes its own: parsed, kept or rejected, and the
     /// next fetch scheduled. Callers hold `refreshing` or are alone.
-    pub fn settle(&self, fetched: Result<Fetched, FetchError>) {
-        let parsed = fetched.map_err(RefreshFailed::from).and_then(|fetched| {
+    pub fn settle(&self, fetched: Result<Fetched, FetchError<F::Error>>) {
+        let parsed = fetched.map_err(RefreshFailed::Fetch).and_then(|fetched| {
             (self.parse)(&fetched.text, fetched.version)
                 .map(|value| (value, fetched.version))
                 .map_err(RefreshFailed::Rejected)
@@ -247,7 +246,7 @@ mod tests {
     /// A store whose answer the test sets, counting fetches; a fetch can be made to wait.
     #[derive(Clone)]
     struct Store {
-        answer: Arc<Mutex<Result<Fetched, SsmError>>>,
+        answer: Arc<Mutex<Result<Fetched, StoreDown>>>,
         fetches: Arc<AtomicUsize>,
         gate: Arc<tokio::sync::Semaphore>,
     }
@@ -255,7 +254,7 @@ mod tests {
     impl Store {
         fn new() -> Self {
             let store = Store {
-                answer: Arc::new(Mutex::new(Err(SsmError::Transport("not set".into())))),
+                answer: Arc::new(Mutex::new(Err(StoreDown("not set".into())))),
                 fetches: Arc::default(),
                 gate: Arc::new(tokio::sync::Semaphore::new(1000)),
             };
@@ -269,15 +268,21 @@ mod tests {
             });
         }
         fn fail(&self, cause: &str) {
-            *self.answer.lock().unwrap() = Err(SsmError::Transport(cause.into()));
+            *self.answer.lock().unwrap() = Err(StoreDown(cause.into()));
         }
         fn fetches(&self) -> usize {
             self.fetches.load(Ordering::SeqCst)
         }
     }
 
+    /// The test store's failure.
+    #[derive(Debug, Clone, thiserror::Error)]
+    #[error("{0}")]
+    struct StoreDown(String);
+
     impl Fetch for Store {
-        async fn fetch(&self) -> Result<Fetched, SsmError> {
+        type Error = StoreDown;
+        async fn fetch(&self) -> Result<Fetched, StoreDown> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             let _permit = self.gate.acquire().await;
             self.answer.lock().unwrap().clone()

@@ -1,6 +1,7 @@
 //! Where rules come from. The only I/O in the crate lives under this module.
 
 pub mod cache;
+mod chain;
 pub mod https;
 pub mod ssm;
 pub mod taskrouter_api;
@@ -116,18 +117,6 @@ pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Optio
         .take(limit + 1)
         .read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
-}
-
-/// An error and its sources on one line, each by its `Display`.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Rules read from an SSM parameter through the cache.

@@ -95,6 +95,7 @@ impl Parameter {
 }
 
 impl Fetch for Parameter {
+    type Error = SsmError;
     async fn fetch(&self) -> Result<Fetched, SsmError> {
         let output = self
             .client
@@ -201,7 +202,7 @@ fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
         SdkError::ResponseError(context) => SsmError::Unreadable(context.raw().status().as_u16()),
         // Timeouts, failures to connect or send, requests that could not be built: made
         // before any answer, so their descriptions hold none.
-        other => SsmError::Transport(one_line(&super::error_chain(other))),
+        other => SsmError::Transport(one_line(&super::chain::error_chain(other))),
     }
 }
 

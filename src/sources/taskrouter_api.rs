@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::error_chain;
+use super::chain::error_chain;
 use super::https::RootsError;
 use super::tokens::TokenSource;
 use crate::taskrouter::{STAMP_KEY, stamp_record};
