@@ -269,27 +269,16 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
                 ))
             })?;
             let request = crate::lambda::into_request(payload);
-            if let Some(problem) = request.extensions().get::<crate::handler::BodyProblem>() {
-                return Err(Fault::DryRun(format!(
-                    "{}: the event's body is unusable: {problem:?}",
-                    event.display()
-                )));
-            }
-            // What the service would refuse before deciding, refused here too.
-            let refused = |why: &str| Err(Fault::DryRun(format!("{}: {why}", event.display())));
-            if request.method() != lambda_http::http::Method::POST {
-                return refused("the service answers a method other than POST with 405");
-            }
-            if crate::handler::route_path(&request) != ROUTE {
-                return refused("the service answers a path other than /assignment with 404");
-            }
-            if !crate::handler::is_form(&request) {
-                return refused("the service answers a body that is not a form with 400");
-            }
-            if request.body().len() > MAX_BODY_BYTES {
-                return refused(too_large);
-            }
-            request.body().to_vec()
+            // What the service would refuse before deciding, refused here too, by the same
+            // checks.
+            let params = crate::handler::form_parameters(&request).map_err(|rejection| {
+                Fault::DryRun(format!(
+                    "{}: the service answers {} ({rejection})",
+                    event.display(),
+                    rejection.status().as_u16()
+                ))
+            })?;
+            return dry_run_callback(params);
         }
         (None, None, None) => {
             return Err(Fault::DryRun(
@@ -297,7 +286,13 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
             ));
         }
     };
-    let callback = AssignmentCallback::from_form(&body)
+    let params = taskrouter::parse_form(&body)
+        .map_err(|e| Fault::DryRun(format!("not an assignment callback: {e}")))?;
+    dry_run_callback(params)
+}
+
+fn dry_run_callback(params: Vec<(String, String)>) -> Result<DryRunTask, Fault> {
+    let callback = AssignmentCallback::from_params(params)
         .map_err(|e| Fault::DryRun(format!("not an assignment callback: {e}")))?;
     Ok(DryRunTask {
         task_sid: Some(callback.task_sid),

@@ -96,7 +96,7 @@ pub struct App<S> {
 
 /// Why a request gets no decision.
 #[derive(Debug, thiserror::Error)]
-enum Rejection {
+pub enum Rejection {
     #[error("no such resource; post assignment callbacks to {ROUTE}")]
     NotFound,
     #[error("method not allowed; use POST")]
@@ -134,7 +134,8 @@ impl Rejection {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    /// The HTTP status the service answers it with.
+    pub fn status(&self) -> StatusCode {
         match self {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -243,32 +244,10 @@ impl<S: RulesSource> App<S> {
         Ok(answer.to_json())
     }
 
-    /// The checks before any decision: route, method, body, form, account, signature, and
-    /// the callback's own fields.
+    /// The checks before any decision: [`form_parameters`], then the signature, the account
+    /// and the callback's own fields.
     async fn accept(&self, request: &Request) -> Result<AssignmentCallback, Rejection> {
-        if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
-            return Err(Rejection::MalformedUri);
-        }
-        if route_path(request) != ROUTE {
-            return Err(Rejection::NotFound);
-        }
-        if request.method() != Method::POST {
-            return Err(Rejection::MethodNotAllowed);
-        }
-        match request.extensions().get::<BodyProblem>() {
-            Some(BodyProblem::Undecodable) => return Err(Rejection::Undecodable),
-            Some(BodyProblem::TooLarge) => return Err(Rejection::TooLarge),
-            Some(BodyProblem::Unreadable) => return Err(Rejection::Unreadable),
-            Some(BodyProblem::MalformedUri) | None => {}
-        }
-        let body = request.body().as_ref();
-        if body.len() > MAX_BODY_BYTES {
-            return Err(Rejection::TooLarge);
-        }
-        if !is_form(request) {
-            return Err(Rejection::NotAForm);
-        }
-        let params = taskrouter::parse_form(body)?;
+        let params = form_parameters(request)?;
         // The signature first: nothing about the body is answered to an unsigned caller.
         self.check_signature(request, &params).await?;
         if let Some(account) = &self.settings.account_sid
@@ -462,6 +441,35 @@ impl<S> App<S> {
     }
 }
 
+/// The checks every face makes on a request before anything in its body is believed, in
+/// one order: the URI, the route, the method, the body, its size, its form. Returns the
+/// form's parameters, repeats kept.
+pub fn form_parameters(request: &Request) -> Result<Vec<(String, String)>, Rejection> {
+    if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
+        return Err(Rejection::MalformedUri);
+    }
+    if route_path(request) != ROUTE {
+        return Err(Rejection::NotFound);
+    }
+    if request.method() != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    match request.extensions().get::<BodyProblem>() {
+        Some(BodyProblem::Undecodable) => return Err(Rejection::Undecodable),
+        Some(BodyProblem::TooLarge) => return Err(Rejection::TooLarge),
+        Some(BodyProblem::Unreadable) => return Err(Rejection::Unreadable),
+        Some(BodyProblem::MalformedUri) | None => {}
+    }
+    let body = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::TooLarge);
+    }
+    if !is_form(request) {
+        return Err(Rejection::NotAForm);
+    }
+    Ok(taskrouter::parse_form(body)?)
+}
+
 /// The answer to TaskRouter in an answer mode: in annotate mode always `{}` (the agent
 /// accepts in the Flex UI), else [`taskrouter::answer`].
 pub fn answer_in<'a>(
@@ -557,7 +565,7 @@ pub fn route_path(request: &Request) -> &str {
     }
 }
 
-pub fn is_form(request: &Request) -> bool {
+fn is_form(request: &Request) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
