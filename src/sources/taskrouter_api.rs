@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 use super::chain::error_chain;
 use super::https::RootsError;
 use super::tokens::TokenSource;
+pub use crate::ports::Annotated;
+use crate::ports::{QueueDirectory, TaskAnnotations};
 use crate::taskrouter::{STAMP_KEY, stamp_record};
 
 /// A lookup that has not finished by then has failed; with an SSM refresh (2.5 s at most)
@@ -235,6 +237,31 @@ impl QueueNames {
     }
 }
 
+impl QueueDirectory for QueueNames {
+    type Error = ApiError;
+    async fn friendly_name(
+        &self,
+        account_sid: Option<&str>,
+        workspace_sid: Option<&str>,
+        queue_sid: &str,
+    ) -> Result<Arc<str>, ApiError> {
+        QueueNames::friendly_name(self, account_sid, workspace_sid, queue_sid).await
+    }
+}
+
+impl TaskAnnotations for Annotator {
+    type Error = ApiError;
+    async fn annotate(
+        &self,
+        account_sid: Option<&str>,
+        workspace_sid: Option<&str>,
+        task_sid: &str,
+        annotation: &Value,
+    ) -> Result<Annotated, ApiError> {
+        Annotator::annotate(self, account_sid, workspace_sid, task_sid, annotation).await
+    }
+}
+
 /// Writes decisions into tasks' attributes (annotate mode).
 pub struct Annotator {
     api: Arc<TaskRouterApi>,
@@ -299,15 +326,6 @@ impl Annotator {
         }
         Err(ApiError::Busy)
     }
-}
-
-/// What [`Annotator::annotate`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Annotated {
-    /// The decision is on the task, after this many rounds of read and write.
-    Written { attempts: u32 },
-    /// The task already had a stamp, with this decision, which stays.
-    Kept { record: bool },
 }
 
 /// What [`annotated_attributes`] makes of a task.

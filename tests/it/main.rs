@@ -21,6 +21,7 @@ mod queue_names;
 mod roots;
 mod rules_document;
 mod serve;
+mod service;
 mod signature_props;
 mod signature_sdk;
 mod signatures;
