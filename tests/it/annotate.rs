@@ -5,7 +5,7 @@
 //! into the task's current attributes, keeps what a concurrent writer changed, and every
 //! way it can fail is logged with the TaskSid and counted, without delaying the answer.
 
-use crate::standin;
+use crate::standin::{self, ServeWithApi};
 use crate::support;
 use crate::support::{API_KEY, API_SECRET, TOKEN};
 
@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use standin::{Fault, Recorded, StandIn, task_path};
 use support::{
     CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, OUTBOUND, Response,
-    Server, TempDir,
 };
 
 /// Rules that exclude outbound calls and nothing else.
@@ -50,31 +49,27 @@ const ATTRIBUTE_VALUES: &[&str] = &["campaign-2026-q4", "ivr-billing", "address 
 /// The server in annotate mode on a rules file, pointed at its own stand-in API, with
 /// signatures enforced.
 struct Setup {
-    standin: StandIn,
-    server: Server,
+    api: ServeWithApi,
     /// The accounts whose callbacks were sent: their `account:token` must not be logged.
     accounts: Mutex<Vec<String>>,
-    _dir: TempDir,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = ServeWithApi;
+    fn deref(&self) -> &ServeWithApi {
+        &self.api
+    }
 }
 
 impl Setup {
     /// `env` is added after (and so overrides) the mode, the base URL, the token and the
     /// rules file.
     fn start(rules: &str, env: &[(&str, &str)]) -> Setup {
-        let standin = StandIn::start();
-        let base_url = standin.base_url();
-        let mut all = vec![
-            ("ANSWER_MODE", "annotate"),
-            ("TWILIO_API_BASE_URL", base_url.as_str()),
-            ("TWILIO_AUTH_TOKEN", TOKEN),
-        ];
+        let mut all = vec![("ANSWER_MODE", "annotate")];
         all.extend_from_slice(env);
-        let (server, dir) = Server::start_on_rules(rules, &all);
         Setup {
-            standin,
-            server,
+            api: ServeWithApi::start(rules, &all),
             accounts: Mutex::new(Vec::new()),
-            _dir: dir,
         }
     }
 
@@ -102,7 +97,7 @@ impl Setup {
     /// Posts the callback, signed for the server's URL.
     fn send(&self, callback: &Callback) -> Response {
         self.track(callback);
-        self.server.send(&callback.signed(TOKEN, &self.server.url))
+        self.api.send(callback)
     }
 
     /// Posts the callback; asserts the answer is `200 {}` and returns how long it took.
@@ -132,9 +127,9 @@ impl Setup {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let logs = self.server.stop();
+        let (standin, logs) = self.api.stop();
         assert_nothing_secret_logged(&logs, &accounts);
-        (self.standin, logs)
+        (standin, logs)
     }
 }
 

@@ -3,7 +3,7 @@
 //! keeps the answer inside TaskRouter's 5 seconds, and answers every failure by the fail
 //! policy with the reason `queue_name_unresolved`.
 
-use crate::standin;
+use crate::standin::{self, ServeWithApi};
 use crate::support;
 use crate::support::{API_KEY, API_SECRET, TOKEN};
 
@@ -13,10 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use standin::{Fault, StandIn, queue_path};
-use support::{
-    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, Response, Server,
-    TempDir,
-};
+use support::{CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs};
 
 const OTHER_TOKEN: &str = "fedcba9876543210fedcba9876543210";
 
@@ -37,33 +34,18 @@ fn conference(record: &str) -> Value {
 // Harness
 
 /// The server on a rules file, pointed at its own stand-in API, with signatures enforced.
-struct Setup {
-    standin: StandIn,
-    server: Server,
-    _dir: TempDir,
+struct Setup(ServeWithApi);
+
+impl std::ops::Deref for Setup {
+    type Target = ServeWithApi;
+    fn deref(&self) -> &ServeWithApi {
+        &self.0
+    }
 }
 
 impl Setup {
-    /// `env` is added after (and so overrides) the base URL, the token and the rules file.
     fn start(rules: &str, env: &[(&str, &str)]) -> Setup {
-        let standin = StandIn::start();
-        let base_url = standin.base_url();
-        let mut all = vec![
-            ("TWILIO_API_BASE_URL", base_url.as_str()),
-            ("TWILIO_AUTH_TOKEN", TOKEN),
-        ];
-        all.extend_from_slice(env);
-        let (server, dir) = Server::start_on_rules(rules, &all);
-        Setup {
-            standin,
-            server,
-            _dir: dir,
-        }
-    }
-
-    /// Posts the callback, signed for the server's URL.
-    fn send(&self, callback: &Callback) -> Response {
-        self.server.send(&callback.signed(TOKEN, &self.server.url))
+        Setup(ServeWithApi::start(rules, env))
     }
 
     /// Posts the callback and returns its 200 JSON answer.
@@ -94,10 +76,8 @@ impl Setup {
             .add_credentials(callback.get("AccountSid"), TOKEN);
     }
 
-    /// Stops the server; the stand-in stays readable.
     fn stop(self) -> (StandIn, Logs) {
-        let logs = self.server.stop();
-        (self.standin, logs)
+        self.0.stop()
     }
 }
 

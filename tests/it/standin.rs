@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Callback, Logs, Response, Server, TOKEN, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -1001,4 +1002,42 @@ fn write_reply(writer: &mut TcpStream, reply: &Reply, close: bool) -> std::io::R
     writer.write_all(head.as_bytes())?;
     writer.write_all(body.as_bytes())?;
     writer.flush()
+}
+
+/// `serve` on a rules file, pointed at its own stand-in, with signatures enforced by the
+/// test token: the harness of the tests that reach the TaskRouter REST API.
+pub struct ServeWithApi {
+    pub standin: StandIn,
+    pub server: Server,
+    _dir: TempDir,
+}
+
+impl ServeWithApi {
+    /// `env` is added after (and so overrides) the base URL, the token and the rules file.
+    pub fn start(rules: &str, env: &[(&str, &str)]) -> ServeWithApi {
+        let standin = StandIn::start();
+        let base_url = standin.base_url();
+        let mut all = vec![
+            ("TWILIO_API_BASE_URL", base_url.as_str()),
+            ("TWILIO_AUTH_TOKEN", TOKEN),
+        ];
+        all.extend_from_slice(env);
+        let (server, dir) = Server::start_on_rules(rules, &all);
+        ServeWithApi {
+            standin,
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// Posts the callback, signed for the server's URL.
+    pub fn send(&self, callback: &Callback) -> Response {
+        self.server.send(&callback.signed(TOKEN, &self.server.url))
+    }
+
+    /// Stops the server; the stand-in stays readable.
+    pub fn stop(self) -> (StandIn, Logs) {
+        let logs = self.server.stop();
+        (self.standin, logs)
+    }
 }
