@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use conditional_recording::config::AnswerMode;
 use conditional_recording::handler::{App, Mode, Settings};
 use conditional_recording::lambda;
-use conditional_recording::rules::Rules;
 use conditional_recording::sources::StaticRules;
 use conditional_recording::sources::taskrouter_api::{Annotator, Credentials, TaskRouterApi};
 use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
@@ -397,10 +396,7 @@ async fn invoke(app: &App<StaticRules>, callback: &Callback) -> (u64, Value) {
 }
 
 fn app(settings: Settings) -> App<StaticRules> {
-    App {
-        rules: StaticRules::new(Rules::from_json(RULES).unwrap(), "test"),
-        settings,
-    }
+    crate::support::app_on(RULES, settings)
 }
 
 #[tokio::test]

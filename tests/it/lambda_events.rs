@@ -2,24 +2,25 @@
 //! `lambda_http` and the shared handler, as Lambda mode runs them.
 
 use crate::support::TOKEN;
+use crate::support::{app_on, enforced};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conditional_recording::handler::{App, Settings};
 use conditional_recording::lambda;
-use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy, Rules};
+use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy};
 use conditional_recording::sources::StaticRules;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
 fn app(policy: FailPolicy) -> App<StaticRules> {
-    App {
-        rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
-        settings: Settings {
+    app_on(
+        EXAMPLE_DOCUMENT,
+        Settings {
             fail_policy: policy,
             ..Settings::default()
         },
-    }
+    )
 }
 
 fn event(name: &str) -> Value {
@@ -293,20 +294,13 @@ async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
 }
 
 fn signing_app() -> App<StaticRules> {
-    use conditional_recording::handler::Signatures;
-    use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
-    App {
-        rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
-        settings: Settings {
-            signatures: Signatures::Enforce {
-                tokens: std::sync::Arc::new(TokenSource::Fixed(std::sync::Arc::new(
-                    AuthTokens::parse(TOKEN).unwrap(),
-                ))),
-                public_url: None,
-            },
+    app_on(
+        EXAMPLE_DOCUMENT,
+        Settings {
+            signatures: enforced(None),
             ..Settings::default()
         },
-    }
+    )
 }
 
 /// The event's form parameters, as TaskRouter signed them.

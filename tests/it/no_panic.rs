@@ -1,9 +1,8 @@
 //! No input panics: arbitrary rules documents, form bodies, TaskAttributes and requests all
 //! end in a value, an error or an HTTP answer.
 
-use conditional_recording::handler::{App, BodyProblem, Settings};
+use conditional_recording::handler::{BodyProblem, Settings};
 use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy, Rules, Task};
-use conditional_recording::sources::StaticRules;
 use conditional_recording::taskrouter::{self, AssignmentCallback};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request};
@@ -119,10 +118,7 @@ proptest! {
         problem in prop_oneof![Just(None), Just(Some(BodyProblem::Undecodable)), Just(Some(BodyProblem::TooLarge))],
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let app = App {
-            rules: StaticRules::new(Rules::from_json(EXAMPLE_DOCUMENT).unwrap(), "example"),
-            settings: Settings::default(),
-        };
+        let app = crate::support::app_on(EXAMPLE_DOCUMENT, Settings::default());
         let mut builder = lambda_http::http::Request::builder().method(method).uri(path.as_str());
         if let Some(content_type) = content_type {
             builder = builder.header("content-type", content_type);

@@ -6,17 +6,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use conditional_recording::rules::{FailPolicy, Rules};
+use conditional_recording::rules::FailPolicy;
 use conditional_recording::service::memory::{Queues, Tasks};
 use conditional_recording::service::{
     App, Inbound, Mode, Refusal, Settings, Signatures, UnknownUrl,
 };
 use conditional_recording::signature;
 use conditional_recording::sources::StaticRules;
-use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
 use serde_json::{Value, json};
 
-use crate::support::{Callback, ENQUEUED_OUTBOUND, INBOUND, TOKEN};
+use crate::support::{Callback, ENQUEUED_OUTBOUND, INBOUND, TOKEN, app_on, enforced};
 
 const URL: &str = "https://cr.example.com/assignment";
 const PAYMENTS: &str = r#"{"enabled": true, "exclude_queues": ["Payments"]}"#;
@@ -26,21 +25,16 @@ fn service(
     queues: Option<Queues>,
     mode: Mode<Tasks>,
 ) -> App<StaticRules, Queues, Tasks> {
-    App {
-        rules: StaticRules::new(Rules::from_json(rules).unwrap(), "test"),
-        settings: Settings {
+    app_on(
+        rules,
+        Settings {
             fail_policy: FailPolicy::DoNotRecord,
             account_sid: None,
-            signatures: Signatures::Enforce {
-                tokens: Arc::new(TokenSource::Fixed(Arc::new(
-                    AuthTokens::parse(TOKEN).unwrap(),
-                ))),
-                public_url: None,
-            },
+            signatures: enforced(None),
             queue_names: queues,
             mode,
         },
-    }
+    )
 }
 
 fn params(callback: &Callback) -> Vec<(String, String)> {

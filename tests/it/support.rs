@@ -735,3 +735,25 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("a free port on 127.0.0.1")
 }
+
+/// The service in-process on `rules` (a document's text) with these settings.
+pub fn app_on<Q, A>(
+    rules: &str,
+    settings: conditional_recording::service::Settings<Q, A>,
+) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A> {
+    let rules = conditional_recording::rules::Rules::from_json(rules).expect("valid rules");
+    conditional_recording::service::App {
+        rules: conditional_recording::sources::StaticRules::new(rules, "test"),
+        settings,
+    }
+}
+
+/// Signatures checked against the test token.
+pub fn enforced(public_url: Option<&str>) -> conditional_recording::service::Signatures {
+    use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
+    let tokens = AuthTokens::parse(TOKEN).expect("the test token");
+    conditional_recording::service::Signatures::Enforce {
+        tokens: std::sync::Arc::new(TokenSource::Fixed(std::sync::Arc::new(tokens))),
+        public_url: public_url.map(str::to_owned),
+    }
+}
