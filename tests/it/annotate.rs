@@ -16,9 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use standin::{Fault, Recorded, StandIn, task_path};
-use support::{
-    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs, OUTBOUND, Response,
-};
+use support::{CALLER_DATA, CHAT, Callback, ENQUEUED_OUTBOUND, INBOUND, Logs, OUTBOUND, Response};
 
 /// Rules that exclude outbound calls and nothing else.
 const EXCLUDE_OUTBOUND: &str =
@@ -878,27 +876,10 @@ fn several_callbacks_at_once_are_each_annotated() {
         setup.serve_task(callback);
         setup.track(callback);
     }
-    // The server handle is not shared across threads; each client opens its own connection.
-    let (addr, url) = (setup.server.addr, setup.server.url.as_str());
-    std::thread::scope(|scope| {
-        let clients: Vec<_> = callbacks
-            .iter()
-            .map(|callback| {
-                scope.spawn(move || {
-                    let started = Instant::now();
-                    let mut connection = Connection::open(addr);
-                    connection.send(&callback.signed(TOKEN, url));
-                    let answer = connection.response().expect_json(200);
-                    (answer, started.elapsed())
-                })
-            })
-            .collect();
-        for client in clients {
-            let (answer, elapsed) = client.join().expect("a client thread panicked");
-            assert_eq!(answer, json!({}));
-            assert!(elapsed < TASKROUTER_LIMIT, "answered after {elapsed:?}");
-        }
-    });
+    for (answer, elapsed) in setup.send_all_at_once(&callbacks) {
+        assert_eq!(answer, json!({}));
+        assert!(elapsed < TASKROUTER_LIMIT, "answered after {elapsed:?}");
+    }
 
     let (standin, logs) =
         setup.finish(|standin| callbacks.iter().all(|c| writes_done(c, 1)(standin)));

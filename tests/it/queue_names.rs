@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use standin::{Fault, StandIn, queue_path};
-use support::{CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, INBOUND, Logs};
+use support::{CALLER_DATA, CHAT, Callback, ENQUEUED_OUTBOUND, INBOUND, Logs};
 
 const OTHER_TOKEN: &str = "fedcba9876543210fedcba9876543210";
 
@@ -575,26 +575,7 @@ fn concurrent_callbacks_on_a_hanging_api_are_all_answered_in_time() {
         .map(|_| same_queue(INBOUND, &first))
         .chain((0..4).map(|_| Callback::new(INBOUND)))
         .collect();
-    // The server handle is not shared across threads; each client opens its own connection.
-    let (addr, url) = (setup.server.addr, setup.server.url.as_str());
-    let timings: Vec<(Value, Duration)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = callbacks
-            .iter()
-            .map(|callback| {
-                scope.spawn(move || {
-                    let started = Instant::now();
-                    let mut connection = Connection::open(addr);
-                    connection.send(&callback.signed(TOKEN, url));
-                    let answer = connection.response().expect_json(200);
-                    (answer, started.elapsed())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a client thread panicked"))
-            .collect()
-    });
+    let timings = setup.send_all_at_once(&callbacks);
     for (answer, elapsed) in &timings {
         assert_eq!(answer, &conference(DO_NOT_RECORD));
         assert!(*elapsed < TASKROUTER_LIMIT, "answered after {elapsed:?}");

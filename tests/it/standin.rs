@@ -1035,6 +1035,30 @@ impl ServeWithApi {
         self.server.send(&callback.signed(TOKEN, &self.server.url))
     }
 
+    /// Posts every callback at once, each signed on its own connection from its own thread;
+    /// returns each 200 answer with how long it took, in order.
+    pub fn send_all_at_once(&self, callbacks: &[Callback]) -> Vec<(Value, std::time::Duration)> {
+        let (addr, url) = (self.server.addr, self.server.url.as_str());
+        std::thread::scope(|scope| {
+            let clients: Vec<_> = callbacks
+                .iter()
+                .map(|callback| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let mut connection = crate::support::Connection::open(addr);
+                        connection.send(&callback.signed(TOKEN, url));
+                        let answer = connection.response().expect_json(200);
+                        (answer, started.elapsed())
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|client| client.join().expect("a client thread panicked"))
+                .collect()
+        })
+    }
+
     /// Stops the server; the stand-in stays readable.
     pub fn stop(self) -> (StandIn, Logs) {
         let logs = self.server.stop();
