@@ -7,21 +7,16 @@
 
 use crate::standin;
 use crate::support;
-use crate::support::TOKEN;
+use crate::support::{TOKEN, invoke_lambda, lambda_event, with_form};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use conditional_recording::config::AnswerMode;
 use conditional_recording::handler::{App, Mode, Settings};
-use conditional_recording::lambda;
 use conditional_recording::sources::StaticRules;
 use conditional_recording::sources::taskrouter_api::{Annotator, Credentials, TaskRouterApi};
 use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use standin::StandIn;
 use support::{
@@ -373,26 +368,16 @@ fn serve_in_annotate_mode() {
 // ---------------------------------------------------------------------------------------
 // Lambda mode
 
-/// An HTTP API (2.0) event carrying this callback.
-fn event(callback: &Callback) -> LambdaRequest {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/events/http-api-default-stage.json"
-    );
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    event["body"] = json!(STANDARD.encode(callback.encode()));
-    event["headers"]["content-length"] = json!(callback.encode().len().to_string());
-    serde_json::from_value(event).expect("an API Gateway event")
-}
-
-/// Lambda mode's answer: (status, body).
-async fn invoke(app: &App<StaticRules>, callback: &Callback) -> (u64, Value) {
-    let response = lambda::answer(app, LambdaEvent::new(event(callback), Context::default())).await;
-    let body = response["body"].as_str().expect("a text body");
-    (
-        response["statusCode"].as_u64().unwrap(),
-        serde_json::from_str(body).expect("a JSON body"),
-    )
+/// Lambda mode's answer to the callback in an HTTP API (2.0) event: (status, body).
+async fn invoke(app: &App<StaticRules>, callback: &Callback) -> (u16, Value) {
+    let params: Vec<(String, String)> = form_urlencoded::parse(callback.encode().as_bytes())
+        .into_owned()
+        .collect();
+    let event = with_form(lambda_event("http-api-default-stage.json"), |form| {
+        *form = params
+    });
+    let (status, _, body) = invoke_lambda(app, event).await;
+    (status, body)
 }
 
 fn app(settings: Settings) -> App<StaticRules> {

@@ -2,7 +2,7 @@
 //! `lambda_http` and the shared handler, as Lambda mode runs them.
 
 use crate::support::TOKEN;
-use crate::support::{app_on, enforced};
+use crate::support::{app_on, enforced, invoke_lambda, lambda_event, with_form};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conditional_recording::handler::{App, Settings};
@@ -23,50 +23,6 @@ fn app(policy: FailPolicy) -> App<StaticRules> {
     )
 }
 
-fn event(name: &str) -> Value {
-    let path = format!("{}/tests/data/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Sends an event through Lambda mode's path; returns (status, headers, body as JSON).
-async fn invoke(app: &App<StaticRules>, event: Value) -> (u16, Value, Value) {
-    let payload: LambdaRequest = serde_json::from_value(event).expect("an API Gateway event");
-    let response = lambda::answer(app, LambdaEvent::new(payload, Context::default())).await;
-    let status = response["statusCode"].as_u64().unwrap() as u16;
-    let body = response["body"].as_str().expect("a text body");
-    // REST responses carry their headers in multiValueHeaders; API Gateway merges the two.
-    let mut headers = response["headers"].clone();
-    if let Some(multi) = response["multiValueHeaders"].as_object() {
-        for (name, values) in multi {
-            headers[name] = values[0].clone();
-        }
-    }
-    (
-        status,
-        headers,
-        serde_json::from_str(body).expect("a JSON body"),
-    )
-}
-
-/// Rewrites the form body of an event (decoding and re-encoding base64 as the event does).
-fn with_form(mut event: Value, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Value {
-    let encoded = event["isBase64Encoded"].as_bool().unwrap_or(false);
-    let body = event["body"].as_str().unwrap().to_owned();
-    let bytes = if encoded {
-        STANDARD.decode(body).unwrap()
-    } else {
-        body.into_bytes()
-    };
-    let mut form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
-    edit(&mut form);
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    event["body"] = json!(if encoded { STANDARD.encode(body) } else { body });
-    event
-}
-
 fn set(form: &mut [(String, String)], name: &str, value: &str) {
     form.iter_mut().find(|(k, _)| k == name).unwrap().1 = value.to_owned();
 }
@@ -80,7 +36,7 @@ async fn every_api_gateway_flavour_gets_a_decision() {
         "rest-api-prod-stage.json",
         "function-url.json",
     ] {
-        let (status, headers, body) = invoke(&app, event(name)).await;
+        let (status, headers, body) = invoke_lambda(&app, lambda_event(name)).await;
         assert_eq!(status, 200, "{name}: {body}");
         assert_eq!(
             headers["content-type"], "application/json",
@@ -98,47 +54,47 @@ async fn every_api_gateway_flavour_gets_a_decision() {
 async fn outbound_calls_and_excluded_queues_are_not_recorded() {
     let app = app(FailPolicy::DoNotRecord);
     for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
-        let outbound = with_form(event(name), |f| {
+        let outbound = with_form(lambda_event(name), |f| {
             set(
                 f,
                 "TaskAttributes",
                 r#"{"direction":"outbound","call_sid":"CA56565656565656565656565656565656"}"#,
             )
         });
-        let (status, _, body) = invoke(&app, outbound).await;
+        let (status, _, body) = invoke_lambda(&app, outbound).await;
         assert_eq!(
             (status, &body["conference_record"]),
             (200, &json!("do-not-record")),
             "{name}"
         );
         // The Flex dialer's call has no call_sid and Flex accepts it itself.
-        let dialer = with_form(event(name), |f| {
+        let dialer = with_form(lambda_event(name), |f| {
             set(
                 f,
                 "TaskAttributes",
                 r#"{"direction":"outbound","outbound_to":"+14155550123"}"#,
             )
         });
-        assert_eq!(invoke(&app, dialer).await.2, json!({}), "{name}");
+        assert_eq!(invoke_lambda(&app, dialer).await.2, json!({}), "{name}");
 
-        let payments = with_form(event(name), |f| {
+        let payments = with_form(lambda_event(name), |f| {
             set(f, "TaskQueueSid", "WQ00000000000000000000000000000000")
         });
-        let (_, _, body) = invoke(&app, payments).await;
+        let (_, _, body) = invoke_lambda(&app, payments).await;
         assert_eq!(body["conference_record"], "do-not-record", "{name}");
     }
 }
 
 #[tokio::test]
 async fn a_chat_task_gets_no_instruction() {
-    let chat = with_form(event("http-api-named-stage.json"), |f| {
+    let chat = with_form(lambda_event("http-api-named-stage.json"), |f| {
         set(
             f,
             "TaskAttributes",
             r#"{"channelType":"web","direction":"inbound","from":"Visitor 4821"}"#,
         )
     });
-    let (status, _, body) = invoke(&app(FailPolicy::DoNotRecord), chat).await;
+    let (status, _, body) = invoke_lambda(&app(FailPolicy::DoNotRecord), chat).await;
     assert_eq!((status, body), (200, json!({})));
 }
 
@@ -148,10 +104,10 @@ async fn unparseable_attributes_follow_the_fail_policy() {
         (FailPolicy::DoNotRecord, "do-not-record"),
         (FailPolicy::Record, "record-from-start"),
     ] {
-        let broken = with_form(event("function-url.json"), |f| {
+        let broken = with_form(lambda_event("function-url.json"), |f| {
             set(f, "TaskAttributes", "{\"call_sid\": ")
         });
-        let (status, _, body) = invoke(&app(policy), broken).await;
+        let (status, _, body) = invoke_lambda(&app(policy), broken).await;
         assert_eq!(
             (status, body),
             (
@@ -165,17 +121,17 @@ async fn unparseable_attributes_follow_the_fail_policy() {
 #[tokio::test]
 async fn routing_and_method_errors() {
     let app = app(FailPolicy::DoNotRecord);
-    let (status, headers, body) = invoke(&app, event("http-api-get.json")).await;
+    let (status, headers, body) = invoke_lambda(&app, lambda_event("http-api-get.json")).await;
     assert_eq!(status, 405, "{body}");
     assert_eq!(headers["allow"], "POST");
-    let (status, _, body) = invoke(&app, event("http-api-unknown-path.json")).await;
+    let (status, _, body) = invoke_lambda(&app, lambda_event("http-api-unknown-path.json")).await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("/assignment"));
 
     // The stage is part of the path only when it prefixes it: /Prod itself is no route.
-    let mut rest = event("rest-api-prod-stage.json");
+    let mut rest = lambda_event("rest-api-prod-stage.json");
     rest["path"] = json!("/Prod");
-    let (status, _, _) = invoke(&app, rest).await;
+    let (status, _, _) = invoke_lambda(&app, rest).await;
     assert_eq!(status, 404);
 }
 
@@ -183,9 +139,9 @@ async fn routing_and_method_errors() {
 async fn malformed_bodies_get_a_clear_400_not_a_panic() {
     let app = app(FailPolicy::DoNotRecord);
 
-    let mut bad_base64 = event("http-api-default-stage.json");
+    let mut bad_base64 = lambda_event("http-api-default-stage.json");
     bad_base64["body"] = json!("this is %%% not base64");
-    let (status, _, body) = invoke(&app, bad_base64).await;
+    let (status, _, body) = invoke_lambda(&app, bad_base64).await;
     assert_eq!(
         (status, body),
         (
@@ -194,33 +150,33 @@ async fn malformed_bodies_get_a_clear_400_not_a_panic() {
         )
     );
 
-    let mut not_a_form = event("http-api-default-stage.json");
+    let mut not_a_form = lambda_event("http-api-default-stage.json");
     not_a_form["headers"]["content-type"] = json!("application/json");
-    let (status, _, body) = invoke(&app, not_a_form).await;
+    let (status, _, body) = invoke_lambda(&app, not_a_form).await;
     assert_eq!(status, 400, "{body}");
 
     for field in ["TaskSid", "ReservationSid", "TaskAttributes"] {
-        let missing = with_form(event("rest-api-prod-stage.json"), |f| {
+        let missing = with_form(lambda_event("rest-api-prod-stage.json"), |f| {
             f.retain(|(k, _)| k != field)
         });
-        let (status, _, body) = invoke(&app, missing).await;
+        let (status, _, body) = invoke_lambda(&app, missing).await;
         assert_eq!(
             (status, body),
             (400, json!({"error": format!("{field} is missing")}))
         );
     }
 
-    let mut binary = event("function-url.json");
+    let mut binary = lambda_event("function-url.json");
     binary["body"] = json!(STANDARD.encode([0xff, 0xfe, b'=', 0x00]));
-    let (status, _, body) = invoke(&app, binary).await;
+    let (status, _, body) = invoke_lambda(&app, binary).await;
     assert_eq!(
         (status, body),
         (400, json!({"error": "the body is not UTF-8 form data"}))
     );
 
-    let mut empty = event("http-api-default-stage.json");
+    let mut empty = lambda_event("http-api-default-stage.json");
     empty["body"] = Value::Null;
-    let (status, _, body) = invoke(&app, empty).await;
+    let (status, _, body) = invoke_lambda(&app, empty).await;
     assert_eq!(
         (status, body),
         (400, json!({"error": "TaskSid is missing"}))
@@ -232,13 +188,15 @@ async fn oversized_bodies_get_413_before_decoding() {
     let app = app(FailPolicy::DoNotRecord);
     let padding = "x".repeat(300 * 1024);
     for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
-        let big = with_form(event(name), |f| f.push(("Padding".into(), padding.clone())));
-        let (status, _, body) = invoke(&app, big).await;
+        let big = with_form(lambda_event(name), |f| {
+            f.push(("Padding".into(), padding.clone()))
+        });
+        let (status, _, body) = invoke_lambda(&app, big).await;
         assert_eq!(status, 413, "{name}: {body}");
     }
-    let mut huge_base64 = event("http-api-default-stage.json");
+    let mut huge_base64 = lambda_event("http-api-default-stage.json");
     huge_base64["body"] = json!("A".repeat(2 << 20));
-    let (status, _, _) = invoke(&app, huge_base64).await;
+    let (status, _, _) = invoke_lambda(&app, huge_base64).await;
     assert_eq!(status, 413);
 }
 
@@ -273,17 +231,17 @@ async fn hostile_hosts_paths_and_queries_get_a_400_not_a_panic() {
         ),
     ];
     for (name, edit) in edits {
-        let mut hostile = event("http-api-named-stage.json");
+        let mut hostile = lambda_event("http-api-named-stage.json");
         edit(&mut hostile);
-        let (status, _, body) = invoke(&app, hostile).await;
+        let (status, _, body) = invoke_lambda(&app, hostile).await;
         assert!(
             status == 400 || status == 404,
             "{name}: got {status} {body}"
         );
     }
-    let mut rest = event("rest-api-prod-stage.json");
+    let mut rest = lambda_event("rest-api-prod-stage.json");
     rest["headers"]["Host"] = json!("a b");
-    let (status, _, body) = invoke(&app, rest).await;
+    let (status, _, body) = invoke_lambda(&app, rest).await;
     assert_eq!(
         (status, body),
         (
@@ -337,7 +295,7 @@ async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold
         ),
     ];
     for (name, url) in cases {
-        let payload: LambdaRequest = serde_json::from_value(event(name)).unwrap();
+        let payload: LambdaRequest = serde_json::from_value(lambda_event(name)).unwrap();
         let request = lambda::into_request(payload);
         assert_eq!(
             conditional_recording::handler::called_url(&request).as_deref(),
@@ -345,10 +303,10 @@ async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold
             "{name}"
         );
 
-        let mut signed = event(name);
+        let mut signed = lambda_event(name);
         let signature = sign(TOKEN, url, &params(&signed));
         set_header(&mut signed, "x-twilio-signature", &signature);
-        let (status, _, body) = invoke(&app, signed.clone()).await;
+        let (status, _, body) = invoke_lambda(&app, signed.clone()).await;
         assert_eq!(status, 200, "{name}: {body}");
 
         // The same event signed for the URL without its stage is refused.
@@ -356,12 +314,12 @@ async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold
         if stageless != url {
             let signature = sign(TOKEN, &stageless, &params(&signed));
             set_header(&mut signed, "x-twilio-signature", &signature);
-            let (status, _, _) = invoke(&app, signed).await;
+            let (status, _, _) = invoke_lambda(&app, signed).await;
             assert_eq!(status, 403, "{name}: the stage is part of the signed URL");
         }
 
         // The placeholder signature the fixture carries is refused.
-        let (status, _, body) = invoke(&app, event(name)).await;
+        let (status, _, body) = invoke_lambda(&app, lambda_event(name)).await;
         assert_eq!(
             (status, body),
             (
@@ -378,7 +336,7 @@ async fn a_rest_api_query_string_needs_public_url_and_is_never_checked_by_chance
     use conditional_recording::handler::Signatures;
     use conditional_recording::signature::sign;
     let url = "https://abc123.execute-api.us-east-1.amazonaws.com/Prod/assignment?tenant=acme&site=east&x=a%20b";
-    let mut signed = event("rest-api-prod-stage.json");
+    let mut signed = lambda_event("rest-api-prod-stage.json");
     signed["queryStringParameters"] = json!({"tenant": "acme", "site": "east", "x": "a b"});
     signed["multiValueQueryStringParameters"] =
         json!({"tenant": ["acme"], "site": ["east"], "x": ["a b"]});
@@ -389,7 +347,7 @@ async fn a_rest_api_query_string_needs_public_url_and_is_never_checked_by_chance
     // the luck of a hash map's order.
     let app = signing_app();
     for _ in 0..8 {
-        let (status, _, body) = invoke(&app, signed.clone()).await;
+        let (status, _, body) = invoke_lambda(&app, signed.clone()).await;
         assert_eq!(status, 403, "{body}");
     }
     // With PUBLIC_URL naming the callback URL, the same event is answered.
@@ -397,7 +355,7 @@ async fn a_rest_api_query_string_needs_public_url_and_is_never_checked_by_chance
     if let Signatures::Enforce { public_url, .. } = &mut app.settings.signatures {
         *public_url = Some(url.to_owned());
     }
-    let (status, _, body) = invoke(&app, signed).await;
+    let (status, _, body) = invoke_lambda(&app, signed).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -423,7 +381,7 @@ async fn an_event_with_more_header_names_than_any_request_is_431_not_a_crash() {
     let app = signing_app();
     for name in ["http-api-default-stage.json", "rest-api-prod-stage.json"] {
         for (count, status) in [(lambda::MAX_HEADER_NAMES - 40, 403), (25_000, 431)] {
-            let mut padded = event(name);
+            let mut padded = lambda_event(name);
             for i in 0..count {
                 padded["headers"][format!("x-pad-{i}")] = json!("v");
             }
@@ -436,7 +394,7 @@ async fn an_event_with_more_header_names_than_any_request_is_431_not_a_crash() {
                 "{name} with {count} more headers"
             );
         }
-        let mut multi = event(name);
+        let mut multi = lambda_event(name);
         multi["multiValueHeaders"] = json!({});
         for i in 0..25_000 {
             multi["multiValueHeaders"][format!("x-pad-{i}")] = json!(["v"]);
@@ -448,17 +406,21 @@ async fn an_event_with_more_header_names_than_any_request_is_431_not_a_crash() {
     }
     let not_api_gateway = r#"{"Records": [{"eventSource": "aws:sqs", "body": "x"}]}"#;
     assert!(invoke_text(&app, not_api_gateway).await.is_err());
-    let answered = invoke_text(&app, &event("http-api-default-stage.json").to_string()).await;
+    let answered = invoke_text(
+        &app,
+        &lambda_event("http-api-default-stage.json").to_string(),
+    )
+    .await;
     assert_eq!(answered.expect("an answer")["statusCode"], 403);
 }
 
 #[tokio::test]
 async fn a_rest_api_query_too_long_for_a_uri_is_400_not_a_panic() {
     let app = signing_app();
-    let mut long = event("rest-api-prod-stage.json");
+    let mut long = lambda_event("rest-api-prod-stage.json");
     long["queryStringParameters"] = json!({"a": "x".repeat(70_000)});
     long["multiValueQueryStringParameters"] = json!({"a": ["x".repeat(70_000)]});
-    let (status, _, body) = invoke(&app, long).await;
+    let (status, _, body) = invoke_lambda(&app, long).await;
     assert_eq!(
         (status, body),
         (

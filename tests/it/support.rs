@@ -757,3 +757,65 @@ pub fn enforced(public_url: Option<&str>) -> conditional_recording::service::Sig
         public_url: public_url.map(str::to_owned),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Lambda events
+
+/// An API Gateway event from `tests/data/events/`.
+pub fn lambda_event(name: &str) -> Value {
+    let path = format!("{}/tests/data/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("a JSON event")
+}
+
+/// Rewrites the form body of an event (decoding and re-encoding base64 as the event does,
+/// and keeping its Content-Length true).
+pub fn with_form(mut event: Value, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = event["isBase64Encoded"].as_bool().unwrap_or(false);
+    let body = event["body"].as_str().expect("a body").to_owned();
+    let bytes = if encoded {
+        STANDARD.decode(body).expect("base64")
+    } else {
+        body.into_bytes()
+    };
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    edit(&mut form);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    if event["headers"].get("content-length").is_some() {
+        event["headers"]["content-length"] = Value::String(body.len().to_string());
+    }
+    event["body"] = Value::String(if encoded { STANDARD.encode(body) } else { body });
+    event
+}
+
+/// Sends an event through Lambda mode's path; returns (status, headers, body as JSON).
+pub async fn invoke_lambda<S: conditional_recording::sources::RulesSource>(
+    app: &conditional_recording::service::App<S>,
+    event: Value,
+) -> (u16, Value, Value) {
+    use lambda_http::request::LambdaRequest;
+    let payload: LambdaRequest = serde_json::from_value(event).expect("an API Gateway event");
+    let response = conditional_recording::lambda::answer(
+        app,
+        lambda_http::LambdaEvent::new(payload, lambda_http::Context::default()),
+    )
+    .await;
+    let status = response["statusCode"].as_u64().expect("a status") as u16;
+    let body = response["body"].as_str().expect("a text body");
+    // REST responses carry their headers in multiValueHeaders; API Gateway merges the two.
+    let mut headers = response["headers"].clone();
+    if let Some(multi) = response["multiValueHeaders"].as_object() {
+        for (name, values) in multi {
+            headers[name] = values[0].clone();
+        }
+    }
+    (
+        status,
+        headers,
+        serde_json::from_str(body).expect("a JSON body"),
+    )
+}
