@@ -24,14 +24,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::handler::{App, Settings, Signatures};
 use conditional_recording::lambda;
 use conditional_recording::metrics::DecisionRecord;
 use conditional_recording::rules::{FailPolicy, Rules, Task};
 use conditional_recording::signature;
 use conditional_recording::sources::StaticRules;
-use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
+use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
 use conditional_recording::taskrouter::{self, AssignmentCallback};
+use conditional_recording::wiring::{App, Settings, Signatures};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lambda_http::request::LambdaRequest;
 use serde_json::Value;
@@ -111,7 +111,7 @@ fn app() -> App<StaticRules> {
         rules: StaticRules::new(rules, "events/rules.json"),
         settings: Settings {
             signatures: Signatures::Enforce {
-                tokens: Arc::new(TokenSource::Fixed(Arc::new(tokens))),
+                tokens: Arc::new(AnyTokens::Fixed(Arc::new(tokens))),
                 public_url: None,
             },
             ..Settings::default()

@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{AnswerMode, Config, ConfigError, RulesLocation};
-use crate::handler::{MAX_BODY_BYTES, ROUTE, Signatures};
+use crate::handler::{MAX_BODY_BYTES, ROUTE};
 use crate::rules::{self, Rules, is_queue_sid};
+use crate::service::{Signatures, TokenSource};
 use crate::sources::{RulesSource, read_rules_file};
 use crate::taskrouter::{self, AssignmentCallback, NoInstruction};
 use crate::wiring::{self, Face, StartError};

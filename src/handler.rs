@@ -7,12 +7,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use crate::metrics;
-pub use crate::service::{
-    ANNOTATE_DEADLINE, App, DECISION_BUDGET, Inbound, Mode, Refusal, Settings, Signatures,
-    answer_in,
+pub use crate::service::{ANNOTATE_DEADLINE, DECISION_BUDGET, Inbound, Refusal, answer_in};
+use crate::service::{
+    App, QueueDirectory, RulesSource, Signatures, TaskAnnotations, TokenSource, UnknownUrl,
 };
-use crate::service::{QueueDirectory, TaskAnnotations, UnknownUrl};
-use crate::sources::RulesSource;
 use crate::taskrouter::{self, CallbackError};
 
 /// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
@@ -78,7 +76,13 @@ impl Rejection {
     }
 }
 
-impl<S: RulesSource, Q: QueueDirectory, A: TaskAnnotations> App<S, Q, A> {
+impl<S, Q, A, T> App<S, Q, A, T>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = std::time::Instant::now();

@@ -14,8 +14,8 @@ use lambda_http::{Body, LambdaEvent, Request, RequestExt, TransformResponse};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
-use crate::sources::RulesSource;
+use crate::handler::{BodyProblem, MAX_BODY_BYTES};
+use crate::service::{App, QueueDirectory, RulesSource, TaskAnnotations, TokenSource};
 
 /// Turns an API Gateway event into the request the handler sees, never panicking.
 pub fn into_request(mut event: LambdaRequest) -> Request {
@@ -65,7 +65,13 @@ fn take_encoded(
 
 /// Answers one invocation: the API Gateway response as JSON, in the shape the event's
 /// origin (REST or HTTP API) expects.
-pub async fn answer<S: RulesSource>(app: &App<S>, event: LambdaEvent<LambdaRequest>) -> Value {
+pub async fn answer<S, Q, A, T>(app: &App<S, Q, A, T>, event: LambdaEvent<LambdaRequest>) -> Value
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     let origin = event.payload.request_origin();
     let request = into_request(event.payload).with_lambda_context(event.context);
     let handled = async move { Ok::<_, Infallible>(app.handle(request).await) };
@@ -182,10 +188,16 @@ impl From<NotAnApiGatewayEvent> for lambda_http::lambda_runtime::Diagnostic {
 
 /// Answers one invocation from the event's JSON text: checked for what would make the
 /// conversion to a request panic, then as [`answer`].
-pub async fn answer_event<S: RulesSource>(
-    app: &App<S>,
+pub async fn answer_event<S, Q, A, T>(
+    app: &App<S, Q, A, T>,
     event: LambdaEvent<Box<RawValue>>,
-) -> Result<Value, NotAnApiGatewayEvent> {
+) -> Result<Value, NotAnApiGatewayEvent>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     let (text, context) = (event.payload, event.context);
     if header_names(text.get()) > MAX_HEADER_NAMES {
         return Ok(json!({
@@ -246,7 +258,13 @@ fn header_names(event: &str) -> usize {
 }
 
 /// Runs the Lambda runtime loop until the runtime stops it.
-pub async fn run<S: RulesSource>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
+pub async fn run<S, Q, A, T>(app: Arc<App<S, Q, A, T>>) -> Result<(), lambda_http::Error>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |event: LambdaEvent<Box<RawValue>>| {
             let app = Arc::clone(&app);

@@ -16,8 +16,8 @@ use lambda_http::Body;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::handler::{App, BodyProblem, MAX_BODY_BYTES};
-use crate::sources::RulesSource;
+use crate::handler::{BodyProblem, MAX_BODY_BYTES};
+use crate::service::{App, QueueDirectory, RulesSource, TaskAnnotations, TokenSource};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -31,11 +31,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until `shutdown` completes; then takes no new connection, answers the requests
 /// already received (within [`DRAIN_TIMEOUT`]) and closes idle connections.
-pub async fn serve<S: RulesSource>(
-    app: Arc<App<S>>,
+pub async fn serve<S, Q, A, T>(
+    app: Arc<App<S, Q, A, T>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
     accept(app, &listener, &connections, &mut shutdown).await;
@@ -53,12 +59,17 @@ pub async fn serve<S: RulesSource>(
 }
 
 /// Accepts connections until `shutdown` completes.
-async fn accept<S: RulesSource>(
-    app: Arc<App<S>>,
+async fn accept<S, Q, A, T>(
+    app: Arc<App<S, Q, A, T>>,
     listener: &TcpListener,
     connections: &GracefulShutdown,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
-) {
+) where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -96,10 +107,16 @@ async fn accept<S: RulesSource>(
     }
 }
 
-async fn answer<S: RulesSource>(
-    app: &App<S>,
+async fn answer<S, Q, A, T>(
+    app: &App<S, Q, A, T>,
     request: hyper::Request<Incoming>,
-) -> hyper::Response<Full<Bytes>> {
+) -> hyper::Response<Full<Bytes>>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     let (parts, body) = request.into_parts();
     let (body, problem) = read_body(body).await;
     let mut request = lambda_http::Request::from_parts(parts, body);

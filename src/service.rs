@@ -12,12 +12,11 @@ use serde_json::{Value, json};
 
 use crate::config::AnswerMode;
 use crate::metrics::{self, DecisionRecord};
-pub use crate::ports::{Annotated, QueueDirectory, TaskAnnotations};
+pub use crate::ports::{
+    Annotated, AuthTokens, LoadedRules, QueueDirectory, RulesSource, TaskAnnotations, TokenSource,
+};
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::signature;
-use crate::sources::taskrouter_api::{Annotator, QueueNames};
-use crate::sources::tokens::TokenSource;
-use crate::sources::{LoadedRules, RulesSource};
 use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstruction};
 
 /// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
@@ -76,24 +75,26 @@ impl Refusal {
     }
 }
 
-/// Settings the service needs besides the rules.
-pub struct Settings<Q = QueueNames, A = Annotator> {
+/// Settings the service needs besides the rules: the other ports (queue directory `Q`, task
+/// annotations `A`, auth tokens `T`) and the policies.
+pub struct Settings<Q, A, T> {
     pub fail_policy: FailPolicy,
     /// Callbacks for any other account are refused.
     pub account_sid: Option<String>,
-    pub signatures: Signatures,
+    pub signatures: Signatures<T>,
     /// Resolves queue names for rules that name queues; without it such calls follow the
     /// fail policy.
     pub queue_names: Option<Q>,
     pub mode: Mode<A>,
 }
 
-impl Default for Settings {
+/// No queue directory, conference mode, signatures off, the default fail policy.
+impl<Q, A, T> Default for Settings<Q, A, T> {
     fn default() -> Self {
         Settings {
             fail_policy: FailPolicy::default(),
             account_sid: None,
-            signatures: Signatures::default(),
+            signatures: Signatures::Off,
             queue_names: None,
             mode: Mode::Conference,
         }
@@ -101,7 +102,7 @@ impl Default for Settings {
 }
 
 /// The answer mode, with what it needs: annotate mode cannot be had without a way to write.
-pub enum Mode<A = Annotator> {
+pub enum Mode<A> {
     /// Answer with the `conference` instruction.
     Conference,
     /// Answer `{}` and write the decision on the task through the annotator.
@@ -117,27 +118,33 @@ impl<A> Mode<A> {
     }
 }
 
-/// Whether `X-Twilio-Signature` is checked.
-#[derive(Default)]
-pub enum Signatures {
-    /// Any request is answered (local use, or `TWILIO_SIGNATURE_VALIDATION=off`).
-    #[default]
+/// Whether `X-Twilio-Signature` is checked, and against which tokens.
+pub enum Signatures<T> {
+    /// Any request is answered (local use, or `TWILIO_SIGNATURE_VALIDATION=off`): the
+    /// default.
     Off,
     Enforce {
-        tokens: Arc<TokenSource>,
+        tokens: Arc<T>,
         /// The only URL a signature may cover; else the face's URL ([`Inbound::url`]).
         public_url: Option<String>,
     },
 }
 
 /// The service: everything a callback needs, built once at start and shared by every
-/// request, behind its ports (rules, tokens, the queue directory, task annotations).
-pub struct App<S, Q = QueueNames, A = Annotator> {
+/// request, behind its ports: rules `S`, and in [`Settings`] the queue directory `Q`, task
+/// annotations `A` and auth tokens `T`.
+pub struct App<S, Q, A, T> {
     pub rules: S,
-    pub settings: Settings<Q, A>,
+    pub settings: Settings<Q, A, T>,
 }
 
-impl<S: RulesSource, Q: QueueDirectory, A: TaskAnnotations> App<S, Q, A> {
+impl<S, Q, A, T> App<S, Q, A, T>
+where
+    S: RulesSource,
+    Q: QueueDirectory,
+    A: TaskAnnotations,
+    T: TokenSource,
+{
     /// Verifies, decides, acts (the answer; the stamp in annotate mode) and records one
     /// assignment callback. `Err` is a refusal: no decision is made.
     pub async fn assignment(&self, inbound: Inbound<'_>) -> Result<String, Refusal> {
@@ -428,8 +435,22 @@ pub mod memory {
 
     use serde_json::Value;
 
-    use super::{Annotated, QueueDirectory, TaskAnnotations};
+    use super::{Annotated, AuthTokens, QueueDirectory, TaskAnnotations, TokenSource};
     use crate::taskrouter::{STAMP_KEY, stamped_record};
+
+    /// Tokens fixed in memory.
+    #[derive(Debug)]
+    pub struct Tokens(pub Arc<AuthTokens>);
+
+    impl TokenSource for Tokens {
+        async fn current(&self) -> Option<Arc<AuthTokens>> {
+            Some(Arc::clone(&self.0))
+        }
+
+        fn describe(&self) -> String {
+            "tokens in memory".into()
+        }
+    }
 
     /// Why an in-memory port has nothing to give.
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

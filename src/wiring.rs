@@ -5,15 +5,25 @@ use std::sync::Arc;
 
 use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
-use crate::handler::{App, Mode, Settings, Signatures};
 use crate::rules::{self, Rules};
+use crate::service::{self, RulesSource};
 use crate::sources::cache::{Cached, FETCH_DEADLINE, FetchError, Fetched, SystemClock};
 use crate::sources::https::RootsError;
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
-use crate::sources::tokens::NoToken;
-use crate::sources::tokens::{AuthTokens, TokenSource};
-use crate::sources::{AnyRules, RulesSource, StaticRules, parse_rules, ssm};
+use crate::sources::tokens::{AnyTokens, AuthTokens, NoToken};
+use crate::sources::{AnyRules, StaticRules, parse_rules, ssm};
 use crate::sources::{FileRulesError, ssm::ClientError};
+
+/// The service on its real adapters: rules `S` (the configured source unless a test says
+/// otherwise), TaskRouter's REST API for the queue directory and task annotations, and the
+/// configured auth tokens.
+pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens>;
+/// [`service::Settings`] on the real adapters.
+pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens>;
+/// [`service::Signatures`] on the configured tokens.
+pub type Signatures = service::Signatures<AnyTokens>;
+/// [`service::Mode`] with TaskRouter's REST API as the annotator.
+pub type Mode = service::Mode<Annotator>;
 
 /// Which face of the binary is starting: they differ in what they accept missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +88,11 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     };
 
     let tokens = match &config.tokens {
-        TokenLocation::Parameter(name) => Some(TokenSource::parameter(
+        TokenLocation::Parameter(name) => Some(AnyTokens::parameter(
             ssm_parameter(&mut client, name).await?,
             config.ttl,
         )),
-        TokenLocation::Fixed(secret) => Some(TokenSource::Fixed(Arc::new(
+        TokenLocation::Fixed(secret) => Some(AnyTokens::Fixed(Arc::new(
             AuthTokens::parse(&secret.0).map_err(StartError::Token)?,
         ))),
         TokenLocation::Unset => None,
@@ -132,7 +142,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
         AnyRules::Static(_) => None,
     };
     let tokens_cache = match tokens.as_deref() {
-        Some(TokenSource::Parameter(cache)) => Some(cache),
+        Some(AnyTokens::Parameter(cache)) => Some(cache),
         _ => None,
     };
     if let Some(client) = &client {

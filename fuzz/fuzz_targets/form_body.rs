@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use conditional_recording::handler::Signatures;
+use conditional_recording::wiring::Signatures;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::taskrouter::{AssignmentCallback, is_sid, parse_form};
 use conditional_recording_fuzz::{app, block_on, check_response};
@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 fuzz_target!(|data: &[u8]| {
     static APP: LazyLock<
-        conditional_recording::handler::App<conditional_recording::sources::StaticRules>,
+        conditional_recording::wiring::App<conditional_recording::sources::StaticRules>,
     > = LazyLock::new(|| app(Signatures::Off, FailPolicy::DoNotRecord));
 
     let parsed = parse_form(data).and_then(AssignmentCallback::from_params);

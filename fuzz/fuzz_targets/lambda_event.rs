@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use conditional_recording::handler::{App, Signatures};
+use conditional_recording::wiring::{App, Signatures};
 use conditional_recording::lambda;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::sources::StaticRules;

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::handler::App;
+use conditional_recording::wiring::App;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::signature::{is_valid, sign, url_variants};
 use conditional_recording::sources::StaticRules;

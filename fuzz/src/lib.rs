@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use conditional_recording::handler::{App, Settings, Signatures};
+use conditional_recording::wiring::{App, Settings, Signatures};
 use conditional_recording::rules::{Decision, EXAMPLE_DOCUMENT, FailPolicy, Reason, Rules, Task};
 use conditional_recording::sources::StaticRules;
-use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
+use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
 use conditional_recording::taskrouter;
 use lambda_http::{Body, Response};
 use serde_json::Value;
@@ -64,7 +64,7 @@ pub fn enforced(tokens: &[&str]) -> Signatures {
     let text = tokens.join("\n");
     let tokens = AuthTokens::parse(&text).expect("at least one token");
     Signatures::Enforce {
-        tokens: Arc::new(TokenSource::Fixed(Arc::new(tokens))),
+        tokens: Arc::new(AnyTokens::Fixed(Arc::new(tokens))),
         public_url: None,
     }
 }

@@ -7,32 +7,12 @@ pub mod ssm;
 pub mod taskrouter_api;
 pub mod tokens;
 
-use std::future::Future;
 use std::sync::Arc;
 
+pub use crate::ports::{LoadedRules, RulesSource};
 use crate::rules::{Rules, RulesError};
 
 use cache::Cached;
-
-/// A rules document in force, with where it came from.
-#[derive(Debug)]
-pub struct LoadedRules {
-    pub rules: Rules,
-    /// The source's version of the document (an SSM parameter version), when it has one.
-    pub version: Option<i64>,
-}
-
-/// Something that can hand out the rules in force. `None` means no good document has ever
-/// been loaded; the caller then applies the fail policy.
-pub trait RulesSource: Send + Sync + 'static {
-    fn current(&self) -> impl Future<Output = Option<Arc<LoadedRules>>> + Send;
-
-    /// Says where rules come from, for start-up messages.
-    fn describe(&self) -> String;
-
-    /// How long ago the rules in force were read; `None` when none are.
-    fn age(&self) -> Option<std::time::Duration>;
-}
 
 /// Rules fixed for the life of the process: a local file or the embedded example.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use super::chain::error_chain;
 use super::https::RootsError;
-use super::tokens::TokenSource;
+use super::tokens::{AnyTokens, TokenSource};
 pub use crate::ports::Annotated;
 use crate::ports::{QueueDirectory, TaskAnnotations};
 use crate::taskrouter::{STAMP_KEY, stamp_record};
@@ -44,7 +44,7 @@ pub enum Credentials {
     /// `TWILIO_API_KEY` / `TWILIO_API_SECRET`.
     ApiKey { sid: String, secret: String },
     /// The callback's AccountSid and the auth token(s) of the signature check.
-    AuthToken(Arc<TokenSource>),
+    AuthToken(Arc<AnyTokens>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,59 +1,27 @@
 //! Twilio auth tokens, for signature validation: from an SSM SecureString (several tokens,
 //! one per line, so a rotation can overlap) or fixed at start.
 
-use std::fmt;
 use std::sync::Arc;
 
 use super::cache::{Cached, Rejected};
 use super::ssm;
-
-/// A token document with no token in it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no token: the parameter must hold one auth token per line")]
-pub struct NoToken;
-
-/// The tokens in force. Its `Debug` never shows a token.
-pub struct AuthTokens(Vec<String>);
-
-impl AuthTokens {
-    /// Parses one token per line; blank lines and surrounding space are ignored.
-    pub fn parse(text: &str) -> Result<AuthTokens, NoToken> {
-        let tokens: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if tokens.is_empty() {
-            return Err(NoToken);
-        }
-        Ok(AuthTokens(tokens))
-    }
-
-    pub fn as_slice(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AuthTokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthTokens({} redacted)", self.0.len())
-    }
-}
+pub use crate::ports::{AuthTokens, NoToken, TokenSource};
 
 fn parse_parameter(text: &str, _version: Option<i64>) -> Result<AuthTokens, Rejected> {
     Ok(AuthTokens::parse(text)?)
 }
 
-/// Where tokens come from.
-pub enum TokenSource {
+/// The token source chosen at start.
+pub enum AnyTokens {
+    /// `TWILIO_AUTH_TOKEN`, fixed for the life of the process.
     Fixed(Arc<AuthTokens>),
+    /// An SSM SecureString, through the cache.
     Parameter(Cached<AuthTokens, ssm::Parameter>),
 }
 
-impl TokenSource {
-    pub fn parameter(parameter: ssm::Parameter, ttl: std::time::Duration) -> TokenSource {
-        TokenSource::Parameter(Cached::new(
+impl AnyTokens {
+    pub fn parameter(parameter: ssm::Parameter, ttl: std::time::Duration) -> AnyTokens {
+        AnyTokens::Parameter(Cached::new(
             parameter,
             parse_parameter,
             "auth tokens",
@@ -61,32 +29,20 @@ impl TokenSource {
             super::cache::SystemClock,
         ))
     }
-
-    /// The tokens in force; `None` when a parameter has never been read successfully.
-    pub async fn current(&self) -> Option<Arc<AuthTokens>> {
-        match self {
-            TokenSource::Fixed(tokens) => Some(Arc::clone(tokens)),
-            TokenSource::Parameter(cache) => cache.current().await,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            TokenSource::Fixed(_) => "TWILIO_AUTH_TOKEN".into(),
-            TokenSource::Parameter(cache) => format!("SSM parameter {}", cache.name()),
-        }
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl TokenSource for AnyTokens {
+    async fn current(&self) -> Option<Arc<AuthTokens>> {
+        match self {
+            AnyTokens::Fixed(tokens) => Some(Arc::clone(tokens)),
+            AnyTokens::Parameter(cache) => cache.current().await,
+        }
+    }
 
-    #[test]
-    fn one_token_per_line_and_never_shown() {
-        let tokens = AuthTokens::parse(" old0123 \n\nnew4567\r\n").unwrap();
-        assert_eq!(tokens.as_slice(), ["old0123", "new4567"]);
-        assert_eq!(format!("{tokens:?}"), "AuthTokens(2 redacted)");
-        assert!(AuthTokens::parse(" \n\t\n").is_err());
+    fn describe(&self) -> String {
+        match self {
+            AnyTokens::Fixed(_) => "TWILIO_AUTH_TOKEN".into(),
+            AnyTokens::Parameter(cache) => format!("SSM parameter {}", cache.name()),
+        }
     }
 }

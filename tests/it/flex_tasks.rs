@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conditional_recording::config::AnswerMode;
-use conditional_recording::handler::{App, Mode, Settings};
 use conditional_recording::sources::StaticRules;
 use conditional_recording::sources::taskrouter_api::{Annotator, Credentials, TaskRouterApi};
-use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
+use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
+use conditional_recording::wiring::{App, Mode, Settings};
 use serde_json::{Value, json};
 use standin::StandIn;
 use support::{
@@ -397,7 +397,7 @@ async fn lambda_in_conference_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_in_annotate_mode() {
     let standin = tokio::task::spawn_blocking(StandIn::start).await.unwrap();
-    let tokens = Arc::new(TokenSource::Fixed(Arc::new(
+    let tokens = Arc::new(AnyTokens::Fixed(Arc::new(
         AuthTokens::parse(TOKEN).unwrap(),
     )));
     let api = TaskRouterApi::new(&standin.base_url(), Credentials::AuthToken(tokens)).unwrap();

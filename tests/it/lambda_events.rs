@@ -5,10 +5,10 @@ use crate::support::TOKEN;
 use crate::support::{app_on, enforced, invoke_lambda, lambda_event, with_form};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::handler::{App, Settings};
 use conditional_recording::lambda;
 use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy};
 use conditional_recording::sources::StaticRules;
+use conditional_recording::wiring::{App, Settings};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -333,8 +333,8 @@ async fn the_called_url_is_rebuilt_exactly_for_every_flavour_and_signatures_hold
 
 #[tokio::test]
 async fn a_rest_api_query_string_needs_public_url_and_is_never_checked_by_chance() {
-    use conditional_recording::handler::Signatures;
     use conditional_recording::signature::sign;
+    use conditional_recording::wiring::Signatures;
     let url = "https://abc123.execute-api.us-east-1.amazonaws.com/Prod/assignment?tenant=acme&site=east&x=a%20b";
     let mut signed = lambda_event("rest-api-prod-stage.json");
     signed["queryStringParameters"] = json!({"tenant": "acme", "site": "east", "x": "a b"});

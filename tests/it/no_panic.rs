@@ -1,9 +1,10 @@
 //! No input panics: arbitrary rules documents, form bodies, TaskAttributes and requests all
 //! end in a value, an error or an HTTP answer.
 
-use conditional_recording::handler::{BodyProblem, Settings};
+use conditional_recording::handler::BodyProblem;
 use conditional_recording::rules::{EXAMPLE_DOCUMENT, FailPolicy, Rules, Task};
 use conditional_recording::taskrouter::{self, AssignmentCallback};
+use conditional_recording::wiring::Settings;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request};
 use proptest::prelude::*;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use conditional_recording::rules::FailPolicy;
-use conditional_recording::service::memory::{Queues, Tasks};
+use conditional_recording::service::memory::{Queues, Tasks, Tokens};
 use conditional_recording::service::{
     App, Inbound, Mode, Refusal, Settings, Signatures, UnknownUrl,
 };
@@ -15,7 +15,7 @@ use conditional_recording::signature;
 use conditional_recording::sources::StaticRules;
 use serde_json::{Value, json};
 
-use crate::support::{Callback, ENQUEUED_OUTBOUND, INBOUND, TOKEN, app_on, enforced};
+use crate::support::{Callback, ENQUEUED_OUTBOUND, INBOUND, TOKEN, app_on, test_tokens};
 
 const URL: &str = "https://cr.example.com/assignment";
 const PAYMENTS: &str = r#"{"enabled": true, "exclude_queues": ["Payments"]}"#;
@@ -24,13 +24,16 @@ fn service(
     rules: &str,
     queues: Option<Queues>,
     mode: Mode<Tasks>,
-) -> App<StaticRules, Queues, Tasks> {
+) -> App<StaticRules, Queues, Tasks, Tokens> {
     app_on(
         rules,
         Settings {
             fail_policy: FailPolicy::DoNotRecord,
             account_sid: None,
-            signatures: enforced(None),
+            signatures: Signatures::Enforce {
+                tokens: Arc::new(Tokens(test_tokens())),
+                public_url: None,
+            },
             queue_names: queues,
             mode,
         },
@@ -91,7 +94,7 @@ async fn a_queue_named_in_the_rules_is_looked_up_in_the_directory() {
     assert_eq!(answer(body)["conference_record"], "do-not-record");
 }
 
-fn app_without_directory() -> App<StaticRules, Queues, Tasks> {
+fn app_without_directory() -> App<StaticRules, Queues, Tasks, Tokens> {
     service(PAYMENTS, None, Mode::Conference)
 }
 

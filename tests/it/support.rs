@@ -737,10 +737,10 @@ pub fn free_port() -> u16 {
 }
 
 /// The service in-process on `rules` (a document's text) with these settings.
-pub fn app_on<Q, A>(
+pub fn app_on<Q, A, T>(
     rules: &str,
-    settings: conditional_recording::service::Settings<Q, A>,
-) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A> {
+    settings: conditional_recording::service::Settings<Q, A, T>,
+) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A, T> {
     let rules = conditional_recording::rules::Rules::from_json(rules).expect("valid rules");
     conditional_recording::service::App {
         rules: conditional_recording::sources::StaticRules::new(rules, "test"),
@@ -748,12 +748,17 @@ pub fn app_on<Q, A>(
     }
 }
 
-/// Signatures checked against the test token.
-pub fn enforced(public_url: Option<&str>) -> conditional_recording::service::Signatures {
-    use conditional_recording::sources::tokens::{AuthTokens, TokenSource};
-    let tokens = AuthTokens::parse(TOKEN).expect("the test token");
+/// The test token, as the service holds tokens.
+pub fn test_tokens() -> std::sync::Arc<conditional_recording::service::AuthTokens> {
+    let tokens = conditional_recording::service::AuthTokens::parse(TOKEN).expect("the test token");
+    std::sync::Arc::new(tokens)
+}
+
+/// Signatures checked against the test token, held as the configured tokens are.
+pub fn enforced(public_url: Option<&str>) -> conditional_recording::wiring::Signatures {
+    use conditional_recording::sources::tokens::AnyTokens;
     conditional_recording::service::Signatures::Enforce {
-        tokens: std::sync::Arc::new(TokenSource::Fixed(std::sync::Arc::new(tokens))),
+        tokens: std::sync::Arc::new(AnyTokens::Fixed(test_tokens())),
         public_url: public_url.map(str::to_owned),
     }
 }
@@ -794,7 +799,7 @@ pub fn with_form(mut event: Value, edit: impl FnOnce(&mut Vec<(String, String)>)
 
 /// Sends an event through Lambda mode's path; returns (status, headers, body as JSON).
 pub async fn invoke_lambda<S: conditional_recording::sources::RulesSource>(
-    app: &conditional_recording::service::App<S>,
+    app: &conditional_recording::wiring::App<S>,
     event: Value,
 ) -> (u16, Value, Value) {
     use lambda_http::request::LambdaRequest;
