@@ -7,6 +7,7 @@
 
 use crate::standin::{self, ServeWithApi};
 use crate::support;
+use crate::support::Http;
 use crate::support::{API_KEY, API_SECRET, TOKEN};
 
 use std::sync::Mutex;

@@ -3,6 +3,7 @@
 
 use crate::moto;
 use crate::support;
+use crate::support::Http;
 use crate::support::TOKEN;
 
 use std::process::Output;

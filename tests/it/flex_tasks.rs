@@ -7,6 +7,7 @@
 
 use crate::standin;
 use crate::support;
+use crate::support::Http;
 use crate::support::{TOKEN, invoke_lambda, lambda_event, with_form};
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! SSM endpoint variable that is set but empty.
 
 use crate::support;
+use crate::support::Http;
 use crate::support::{RULES_PARAMETER, TOKEN};
 
 use std::path::PathBuf;

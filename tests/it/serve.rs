@@ -1,5 +1,6 @@
-//! `conditional-recording serve` as TaskRouter sees it: the real binary on a local port,
-//! spoken to over raw HTTP/1.1.
+//! `conditional-recording serve` as TaskRouter sees it, spoken to over raw HTTP/1.1: the
+//! real binary on a local port where a test reads its output (the banner, decision lines,
+//! memory, SIGTERM), and otherwise the same server in-process (`InProcess`).
 
 use crate::support;
 
@@ -7,8 +8,8 @@ use std::sync::Barrier;
 
 use serde_json::{Value, json};
 use support::{
-    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, EXAMPLE_EXCLUDED_QUEUE, INBOUND,
-    OUTBOUND, Server, TempDir, post_form, request,
+    CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, EXAMPLE_EXCLUDED_QUEUE, Http,
+    INBOUND, InProcess, OUTBOUND, Server, TempDir, post_form, request,
 };
 
 const RECORD: &str = "record-from-start";
@@ -183,7 +184,7 @@ fn unparseable_task_attributes_follow_the_record_policy() {
 
 #[test]
 fn twilio_content_type_with_charset_is_a_form() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(INBOUND);
     let response = server.send(&request(
         "POST",
@@ -199,7 +200,7 @@ fn twilio_content_type_with_charset_is_a_form() {
 
 #[test]
 fn undocumented_extra_parameters_are_tolerated() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(ENQUEUED_OUTBOUND)
         .add("ConferenceSid", "CF11111111111111111111111111111111")
         .add("SomeFutureParameter", "x")
@@ -318,7 +319,7 @@ fn each_missing_required_field_is_named_in_a_400() {
 
 #[test]
 fn repeated_task_sid_is_refused() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(INBOUND).add("TaskSid", "WT22222222222222222222222222222222");
     let error = server.post_form(&callback.encode()).expect_error(400);
     assert!(error.contains("TaskSid"), "{error:?}");
@@ -326,7 +327,7 @@ fn repeated_task_sid_is_refused() {
 
 #[test]
 fn repeated_task_attributes_are_refused() {
-    let server = Server::start();
+    let server = InProcess::example();
     // Two TaskAttributes could smuggle a second, unexcluded task past the rules.
     let callback = Callback::new(OUTBOUND).add("TaskAttributes", INBOUND);
     let error = server.post_form(&callback.encode()).expect_error(400);
@@ -335,7 +336,7 @@ fn repeated_task_attributes_are_refused() {
 
 #[test]
 fn malformed_sids_are_refused_without_echoing_them() {
-    let server = Server::start();
+    let server = InProcess::example();
     let cases = [
         ("TaskSid", "WT123"),
         ("TaskSid", "WTAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
@@ -360,7 +361,7 @@ fn malformed_sids_are_refused_without_echoing_them() {
 
 #[test]
 fn json_content_type_is_refused() {
-    let server = Server::start();
+    let server = InProcess::example();
     let body = json!({"TaskSid": "WT11111111111111111111111111111111"}).to_string();
     let response = server.send(&request(
         "POST",
@@ -386,7 +387,7 @@ fn json_content_type_is_refused() {
 
 #[test]
 fn get_is_405_with_allow_post() {
-    let server = Server::start();
+    let server = InProcess::example();
     let response = server.send(&request("GET", "/assignment", &[], b""));
     response.expect_error(405);
     assert_eq!(response.header("allow"), Some("POST"));
@@ -394,7 +395,7 @@ fn get_is_405_with_allow_post() {
 
 #[test]
 fn unknown_path_is_404() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(INBOUND);
     server
         .send(&post_form("/assignments", &callback.encode()))
@@ -406,7 +407,7 @@ fn unknown_path_is_404() {
 
 #[test]
 fn body_over_256_kib_is_413() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(INBOUND).add("Padding", &"x".repeat(300 * 1024));
     let body = callback.encode();
     let mut connection = server.connect();
@@ -423,7 +424,7 @@ fn body_over_256_kib_is_413() {
 
 #[test]
 fn body_of_exactly_256_kib_is_accepted() {
-    let server = Server::start();
+    let server = InProcess::example();
     let callback = Callback::new(ENQUEUED_OUTBOUND).add("Padding", "");
     let short = callback.encode().len();
     let body = format!("{}{}", callback.encode(), "x".repeat(256 * 1024 - short));
@@ -475,7 +476,7 @@ fn a_body_in_one_byte_chunks_costs_its_length_not_a_buffer_per_chunk() {
 
 #[test]
 fn non_utf8_body_is_refused() {
-    let server = Server::start();
+    let server = InProcess::example();
     let mut body = Callback::new(INBOUND).encode().into_bytes();
     body.extend_from_slice(b"&Extra=\xff\xfe\x80");
     let response = server.send(&request(
@@ -489,7 +490,7 @@ fn non_utf8_body_is_refused() {
 
 #[test]
 fn truncated_body_is_refused() {
-    let server = Server::start();
+    let server = InProcess::example();
     let body = Callback::new(INBOUND).encode();
     let mut connection = server.connect();
     let mut bytes = request(

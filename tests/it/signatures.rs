@@ -8,9 +8,13 @@ use crate::support::{TOKEN, TOKEN_PARAMETER};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
+use conditional_recording::rules::EXAMPLE_DOCUMENT;
 use conditional_recording::signature::sign;
+use conditional_recording::wiring::Settings;
 use moto::{Moto, aws_env};
-use support::{Callback, INBOUND, Server, command, post_form, request};
+use support::{
+    Callback, Http, INBOUND, InProcess, Server, app_on, command, enforced, post_form, request,
+};
 
 const OLD_TOKEN: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NEW_TOKEN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -97,9 +101,21 @@ fn a_signed_callback_is_answered_and_everything_else_refused() {
     );
 }
 
+/// `serve` in-process on the example rules, signatures checked against the test token.
+fn signing(public_url: Option<&str>, account_sid: Option<&str>) -> InProcess {
+    InProcess::start(app_on(
+        EXAMPLE_DOCUMENT,
+        Settings {
+            signatures: enforced(public_url),
+            account_sid: account_sid.map(str::to_owned),
+            ..Settings::default()
+        },
+    ))
+}
+
 #[test]
 fn the_query_string_is_signed_as_sent() {
-    let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN)]);
+    let server = signing(None, None);
     let callback = Callback::new(INBOUND);
     let path = "/assignment?tenant=acme&x=a%20b&y=c+d&z='q'";
     let url = format!("http://{}{path}", server.addr);
@@ -118,7 +134,7 @@ fn the_query_string_is_signed_as_sent() {
 #[test]
 fn public_url_is_the_only_url_a_signature_may_cover() {
     let public = "https://calls.example.com/twilio/assignment?tenant=acme";
-    let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("PUBLIC_URL", public)]);
+    let server = signing(Some(public), None);
     let callback = Callback::new(INBOUND);
     let on = |signed_for: &str| callback.signed_for(TOKEN, &server.url, "/assignment", signed_for);
     server.send(&on(public)).expect_json(200);
@@ -133,7 +149,7 @@ fn public_url_is_the_only_url_a_signature_may_cover() {
 fn callbacks_for_another_account_are_refused() {
     let callback = Callback::new(INBOUND);
     let ours = callback.get("AccountSid").to_owned();
-    let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("TWILIO_ACCOUNT_SID", &ours)]);
+    let server = signing(None, Some(&ours));
     server
         .send(&callback.signed(TOKEN, &server.url))
         .expect_json(200);
@@ -155,7 +171,7 @@ fn callbacks_for_another_account_are_refused() {
 fn an_unsigned_callback_is_refused_before_its_body_is_judged() {
     let callback = Callback::new(INBOUND);
     let ours = callback.get("AccountSid").to_owned();
-    let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN), ("TWILIO_ACCOUNT_SID", &ours)]);
+    let server = signing(None, Some(&ours));
     // A repeated AccountSid would be a 400 from a signed caller; unsigned, it is a 403.
     let twice = format!("{}&AccountSid={ours}", callback.encode());
     assert_eq!(

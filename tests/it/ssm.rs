@@ -3,6 +3,7 @@
 
 use crate::moto;
 use crate::support;
+use crate::support::Http;
 use crate::support::{RULES_PARAMETER, TOKEN, TOKEN_PARAMETER};
 
 use std::time::{Duration, Instant};

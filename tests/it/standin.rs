@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::{Callback, Logs, Response, Server, TOKEN, TempDir};
+use crate::support::{Callback, Http, Logs, Response, Server, TOKEN, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};

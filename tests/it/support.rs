@@ -1,4 +1,5 @@
-//! Shared helpers for the black-box tests: the real binary in `serve` mode, a raw HTTP/1.1
+//! Shared helpers for the black-box tests: the real binary in `serve` mode, `serve`'s server
+//! in-process on a service built here, a raw HTTP/1.1
 //! client (so hostile requests can be written byte by byte), form bodies, rules files in a
 //! temporary directory, and the server's JSON log lines.
 
@@ -242,23 +243,6 @@ impl Server {
         self.stdout.recv_timeout(IO_TIMEOUT).ok()
     }
 
-    /// A new connection to the server.
-    pub fn connect(&self) -> Connection {
-        Connection::open(self.addr)
-    }
-
-    /// One request on a fresh connection.
-    pub fn send(&self, request: &[u8]) -> Response {
-        let mut connection = self.connect();
-        connection.send(request);
-        connection.response()
-    }
-
-    /// `POST /assignment` with a form body, on a fresh connection.
-    pub fn post_form(&self, body: &str) -> Response {
-        self.send(&post_form("/assignment", body))
-    }
-
     /// Stops the server and returns its stderr, one entry per line.
     pub fn stop(mut self) -> Logs {
         let _ = self.child.kill();
@@ -276,6 +260,116 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `serve`'s HTTP server in this process, on 127.0.0.1 port 0, in front of a service built
+/// here (any adapters, the in-memory ones included): for HTTP behaviour that needs no process
+/// of its own. Its decision lines go to this process's stderr. Stopped on drop: no new
+/// connection, requests in flight answered first, as `serve` does on SIGTERM.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT/assignment`.
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// `serve` on the embedded example rules, signatures not checked: the binary's
+    /// `Server::start()` without the process.
+    pub fn example() -> InProcess {
+        InProcess::start(app_on(
+            conditional_recording::rules::EXAMPLE_DOCUMENT,
+            conditional_recording::wiring::Settings::default(),
+        ))
+    }
+
+    /// Serves `app` on a runtime of its own thread.
+    pub fn start<S, Q, A, T>(app: conditional_recording::service::App<S, Q, A, T>) -> InProcess
+    where
+        S: conditional_recording::service::RulesSource,
+        Q: conditional_recording::service::QueueDirectory,
+        A: conditional_recording::service::TaskAnnotations,
+        T: conditional_recording::service::TokenSource,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
+        let addr = listener.local_addr().expect("the bound address");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                conditional_recording::serve::serve(std::sync::Arc::new(app), listener, shutdown)
+                    .await
+                    .expect("serve");
+            });
+        });
+        InProcess {
+            addr,
+            url: format!("http://{addr}/assignment"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic in the server thread fails the test that owned it.
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("the in-process server panicked");
+            }
+        }
+    }
+}
+
+/// What a test says to an HTTP server, the binary's or the in-process one.
+pub trait Http {
+    fn addr(&self) -> SocketAddr;
+
+    /// A new connection to the server.
+    fn connect(&self) -> Connection {
+        Connection::open(self.addr())
+    }
+
+    /// One request on a fresh connection.
+    fn send(&self, request: &[u8]) -> Response {
+        let mut connection = self.connect();
+        connection.send(request);
+        connection.response()
+    }
+
+    /// `POST /assignment` with a form body, on a fresh connection.
+    fn post_form(&self, body: &str) -> Response {
+        self.send(&post_form("/assignment", body))
+    }
+}
+
+impl Http for Server {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Http for InProcess {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
