@@ -57,8 +57,11 @@ pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Whether `signature` is valid for any of `tokens` and any accepted form of `url`.
-/// Compared in constant time.
+/// Whether `signature` is valid for any of `tokens` and any accepted form of `url`. Each MAC
+/// is compared in constant time. The search stops at the first match: the URL as called and
+/// the first token in force come first, so a genuine callback costs one MAC, while a forged
+/// one costs them all, whatever it holds; the only thing the time says is which form and
+/// token the caller signed with, which a caller that has a token knows already.
 pub fn is_valid<T: AsRef<str>>(
     tokens: &[T],
     url: &str,
@@ -72,30 +75,33 @@ pub fn is_valid<T: AsRef<str>>(
         return false;
     };
     let sorted = signing_order(params);
-    let mut valid = false;
-    for candidate in url_variants(url) {
-        for token in tokens {
-            // No early exit: every token and form is tried, so timing says nothing of which.
-            valid |= mac(token.as_ref(), &candidate, &sorted)
+    let signed_for = |url: &str| {
+        tokens.iter().any(|token| {
+            mac(token.as_ref(), url, &sorted)
                 .verify_slice(&expected)
-                .is_ok();
-        }
-    }
-    valid
+                .is_ok()
+        })
+    };
+    signed_for(url) || other_port_form(url).is_some_and(|other| signed_for(&other))
 }
 
 /// The URL as given, plus the same URL with the scheme's default port added (when it has no
 /// port) or with its port removed (when it has one, default or not), as Twilio's SDKs accept
 /// both.
 pub fn url_variants(url: &str) -> Vec<String> {
-    let mut variants = vec![url.to_owned()];
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return variants;
-    };
+    std::iter::once(url.to_owned())
+        .chain(other_port_form(url))
+        .collect()
+}
+
+/// The URL with the scheme's default port added, or its port removed; `None` for a URL
+/// that is not `http` or `https`.
+fn other_port_form(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "https" => "443",
         "http" => "80",
-        _ => return variants,
+        _ => return None,
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
@@ -108,14 +114,11 @@ pub fn url_variants(url: &str) -> Vec<String> {
     let port_colon = host_port
         .rfind(':')
         .filter(|&i| !host_port[i..].contains(']'));
-    let other = match port_colon {
-        Some(i) => Some(host_port[..i].to_owned()),
-        None => Some(format!("{host_port}:{default_port}")),
+    let host_port = match port_colon {
+        Some(i) => host_port[..i].to_owned(),
+        None => format!("{host_port}:{default_port}"),
     };
-    if let Some(host_port) = other {
-        variants.push(format!("{scheme}://{userinfo}{host_port}{tail}"));
-    }
-    variants
+    Some(format!("{scheme}://{userinfo}{host_port}{tail}"))
 }
 
 #[cfg(test)]

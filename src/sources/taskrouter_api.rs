@@ -181,9 +181,13 @@ impl QueueNames {
             backoff_until: Mutex::new(None),
         }
     }
+}
+
+impl QueueDirectory for QueueNames {
+    type Error = ApiError;
 
     /// The queue's friendly name, from the cache or from TaskRouter.
-    pub async fn friendly_name(
+    async fn friendly_name(
         &self,
         account_sid: Option<&str>,
         workspace_sid: Option<&str>,
@@ -237,31 +241,6 @@ impl QueueNames {
     }
 }
 
-impl QueueDirectory for QueueNames {
-    type Error = ApiError;
-    async fn friendly_name(
-        &self,
-        account_sid: Option<&str>,
-        workspace_sid: Option<&str>,
-        queue_sid: &str,
-    ) -> Result<Arc<str>, ApiError> {
-        QueueNames::friendly_name(self, account_sid, workspace_sid, queue_sid).await
-    }
-}
-
-impl TaskAnnotations for Annotator {
-    type Error = ApiError;
-    async fn annotate(
-        &self,
-        account_sid: Option<&str>,
-        workspace_sid: Option<&str>,
-        task_sid: &str,
-        annotation: &Value,
-    ) -> Result<Annotated, ApiError> {
-        Annotator::annotate(self, account_sid, workspace_sid, task_sid, annotation).await
-    }
-}
-
 /// Writes decisions into tasks' attributes (annotate mode).
 pub struct Annotator {
     api: Arc<TaskRouterApi>,
@@ -271,12 +250,16 @@ impl Annotator {
     pub fn new(api: Arc<TaskRouterApi>) -> Annotator {
         Annotator { api }
     }
+}
+
+impl TaskAnnotations for Annotator {
+    type Error = ApiError;
 
     /// Merges `annotation` into the task's current attributes under [`STAMP_KEY`], with
     /// `If-Match` so a concurrent writer is never clobbered: on `412` the task is fetched and
     /// merged again. A stamp already on the task (an earlier reservation's: the call's first
     /// decision) is kept, and nothing is written.
-    pub async fn annotate(
+    async fn annotate(
         &self,
         account_sid: Option<&str>,
         workspace_sid: Option<&str>,

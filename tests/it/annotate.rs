@@ -234,16 +234,12 @@ fn rfc3339_utc_seconds(text: &str) -> Option<i64> {
 /// UTC time inside the test.
 fn assert_annotation(attributes: &Value, record: bool, reason: &str, since: SystemTime) {
     let annotation = &attributes[ANNOTATION];
-    let keys: Vec<&str> = annotation
-        .as_object()
-        .unwrap_or_else(|| panic!("no {ANNOTATION} object in {attributes}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut sorted = keys.clone();
-    sorted.sort_unstable();
+    assert!(
+        annotation.is_object(),
+        "no {ANNOTATION} object in {attributes}"
+    );
     assert_eq!(
-        sorted,
+        crate::support::sorted_keys(annotation),
         ["decided_at", "reason", "record", "rules_version"],
         "{annotation}"
     );

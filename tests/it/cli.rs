@@ -202,16 +202,8 @@ fn decide(rules: &Path, attributes: &str, extra: &[&str], env: &[(&str, &str)]) 
     assert_eq!(lines.len(), 1, "stdout is one line\n{}", describe(&output));
     let report: Value = serde_json::from_str(lines[0])
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", describe(&output)));
-    let keys: Vec<&str> = report
-        .as_object()
-        .expect("the report is an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut sorted = keys.clone();
-    sorted.sort_unstable();
     assert_eq!(
-        sorted,
+        crate::support::sorted_keys(&report),
         [
             "answer",
             "answer_reason",

@@ -665,6 +665,19 @@ fn a_flood_of_bad_signatures_leaves_signed_callbacks_answered() {
 // ---------------------------------------------------------------------------------------
 // TaskRouter's REST API
 
+/// A stand-in that knows the callback's queue by `name` and takes the test token for its
+/// account.
+fn standin_naming(callback: &Callback, name: &str) -> StandIn {
+    let standin = StandIn::start();
+    standin.add_queue(
+        callback.get("WorkspaceSid"),
+        callback.get("TaskQueueSid"),
+        name,
+    );
+    standin.add_credentials(callback.get("AccountSid"), TOKEN);
+    standin
+}
+
 #[test]
 fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy() {
     let moto = Moto::start();
@@ -674,14 +687,8 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
             "exclude_attributes": [{"key": "direction", "value": "outbound"}]}"#,
         ParameterType::String,
     );
-    let standin = StandIn::start();
     let queue = Callback::new(INBOUND);
-    standin.add_queue(
-        queue.get("WorkspaceSid"),
-        queue.get("TaskQueueSid"),
-        "Sales",
-    );
-    standin.add_credentials(queue.get("AccountSid"), TOKEN);
+    let standin = standin_naming(&queue, "Sales");
     let base_url = standin.base_url();
     let aws = aws_env(&moto.endpoint());
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -789,14 +796,8 @@ fn ssm_slow_and_taskrouter_hanging_at_once_still_answer_inside_five_seconds() {
     );
     moto.put(TOKEN_PARAMETER, TOKEN, ParameterType::SecureString);
     let proxy = SlowProxy::start(moto.port);
-    let standin = StandIn::start();
     let queue = Callback::new(INBOUND);
-    standin.add_queue(
-        queue.get("WorkspaceSid"),
-        queue.get("TaskQueueSid"),
-        "Sales",
-    );
-    standin.add_credentials(queue.get("AccountSid"), TOKEN);
+    let standin = standin_naming(&queue, "Sales");
     let base_url = standin.base_url();
     let server = serve_from_ssm(
         &proxy.endpoint(),

@@ -100,22 +100,7 @@ fn assert_decided(
     queue_name: Option<&str>,
 ) {
     let line = logs.decision_for(callback.task_sid());
-    assert_eq!(line["decision"], decision, "{line}");
-    assert_eq!(line["reason"], reason, "{line}");
-    assert_eq!(
-        line["task_queue_sid"],
-        callback.get("TaskQueueSid"),
-        "{line}"
-    );
-    assert_eq!(
-        line["workspace_sid"],
-        callback.get("WorkspaceSid"),
-        "{line}"
-    );
-    match rule {
-        Some(rule) => assert_eq!(line["rule"], rule, "{line}"),
-        None => assert!(line.get("rule").is_none_or(Value::is_null), "{line}"),
-    }
+    crate::support::assert_decision_line(&line, callback, decision, reason, rule);
     match queue_name {
         Some(name) => assert_eq!(line["queue_name"], name, "queue_name is logged: {line}"),
         None => assert!(

@@ -9,7 +9,7 @@ use std::sync::Barrier;
 use serde_json::{Value, json};
 use support::{
     CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, EXAMPLE_EXCLUDED_QUEUE, Http,
-    INBOUND, InProcess, OUTBOUND, Server, TempDir, post_form, request,
+    INBOUND, InProcess, OUTBOUND, Server, TempDir, assert_decision_line, post_form, request,
 };
 
 const RECORD: &str = "record-from-start";
@@ -17,38 +17,6 @@ const DO_NOT_RECORD: &str = "do-not-record";
 
 fn conference(record: &str) -> Value {
     json!({"instruction": "conference", "conference_record": record})
-}
-
-/// Asserts a decision line's fields for `callback`.
-fn assert_decision_line(
-    line: &Value,
-    callback: &Callback,
-    decision: &str,
-    reason: &str,
-    rule: Option<&str>,
-) {
-    assert_eq!(line["task_sid"], callback.task_sid(), "{line}");
-    assert_eq!(
-        line["reservation_sid"],
-        callback.reservation_sid(),
-        "{line}"
-    );
-    assert_eq!(
-        line["task_queue_sid"],
-        callback.get("TaskQueueSid"),
-        "{line}"
-    );
-    assert_eq!(
-        line["workspace_sid"],
-        callback.get("WorkspaceSid"),
-        "{line}"
-    );
-    assert_eq!(line["decision"], decision, "{line}");
-    assert_eq!(line["reason"], reason, "{line}");
-    match rule {
-        Some(rule) => assert_eq!(line["rule"], rule, "{line}"),
-        None => assert!(line.get("rule").is_none_or(Value::is_null), "{line}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -842,6 +842,43 @@ pub fn app_on<Q, A, T>(
     }
 }
 
+/// Asserts a decision line's fields for `callback`: the task, reservation, queue and
+/// workspace it names, its decision, reason and rule (absent or null when `None`).
+pub fn assert_decision_line(
+    line: &Value,
+    callback: &Callback,
+    decision: &str,
+    reason: &str,
+    rule: Option<&str>,
+) {
+    for (field, param) in [
+        ("task_sid", "TaskSid"),
+        ("reservation_sid", "ReservationSid"),
+        ("task_queue_sid", "TaskQueueSid"),
+        ("workspace_sid", "WorkspaceSid"),
+    ] {
+        assert_eq!(line[field], callback.get(param), "{field}: {line}");
+    }
+    assert_eq!(line["decision"], decision, "{line}");
+    assert_eq!(line["reason"], reason, "{line}");
+    match rule {
+        Some(rule) => assert_eq!(line["rule"], rule, "{line}"),
+        None => assert!(line.get("rule").is_none_or(Value::is_null), "{line}"),
+    }
+}
+
+/// A JSON object's keys in byte order (panics on anything else).
+pub fn sorted_keys(object: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// The test token, as the service holds tokens.
 pub fn test_tokens() -> std::sync::Arc<conditional_recording::service::AuthTokens> {
     let tokens = conditional_recording::service::AuthTokens::parse(TOKEN).expect("the test token");
