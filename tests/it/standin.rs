@@ -1,7 +1,8 @@
-//! A local stand-in for Twilio's TaskRouter REST API: a small HTTP/1.1 server on
-//! 127.0.0.1 (port 0) that speaks the documented resources with Twilio's JSON shapes,
-//! checks HTTP Basic credentials, injects faults on demand, and records every request so
-//! tests can count calls. It stops when dropped; its threads die with the test process.
+//! A local stand-in for Twilio's TaskRouter REST API: a hyper (HTTP/1.1, keep-alive) server
+//! on 127.0.0.1 (port 0), on a tokio runtime of its own on a background thread, that speaks
+//! the documented resources with Twilio's JSON shapes, checks HTTP Basic credentials,
+//! injects faults on demand, and records every request so tests can count calls. It stops
+//! when dropped: no new connections, and every open one closed, hanging requests unanswered.
 //!
 //! Resources: `GET /v1/Workspaces/{WorkspaceSid}/TaskQueues/{TaskQueueSid}`, and
 //! `GET`/`POST /v1/Workspaces/{WorkspaceSid}/Tasks/{TaskSid}` with Twilio's optimistic
@@ -14,16 +15,24 @@
 // Each test crate uses a different part of this module.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::{Callback, Http, Logs, Response, Server, TOKEN, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
 
 /// The account a queue reports when the caller authenticated with an API key.
 pub const KEY_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -41,6 +50,9 @@ const TASK_TIMEOUT_SECONDS: u64 = 86_400;
 
 /// The largest request head or body read; the product's requests are tiny.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long the accept loop waits after a failed accept (out of file descriptors, say)
+/// before it tries again, rather than spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
 /// What the stand-in does instead of serving a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,32 +124,41 @@ impl Recorded {
 /// The stand-in. Configure it, point the product at [`StandIn::base_url`], read
 /// [`StandIn::requests`].
 pub struct StandIn {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Dropped to stop the server: its accept loop ends on it.
+    stop: Option<oneshot::Sender<()>>,
+    /// The thread that owns the runtime; joined on drop.
+    server: Option<JoinHandle<()>>,
 }
 
 impl StandIn {
     /// Listens on 127.0.0.1, port 0, with no queues and no accepted credentials.
     pub fn start() -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("the stand-in cannot listen: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .unwrap_or_else(|e| panic!("the stand-in has no runtime: {e}"));
+        let listener = listen(&runtime);
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("the stand-in has no address: {e}"));
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
-            stopped: Condvar::new(),
         });
-        let acceptor = {
+        let (stop, stopped) = oneshot::channel();
+        let server = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || accept(&shared, &listener))
+            std::thread::Builder::new()
+                .name("standin".to_owned())
+                .spawn(move || run(runtime, listener, shared, stopped))
+                .unwrap_or_else(|e| panic!("the stand-in has no thread: {e}"))
         };
         StandIn {
-            addr,
             shared,
-            acceptor: Some(acceptor),
+            stop: Some(stop),
+            server: Some(server),
         }
     }
 
@@ -282,23 +303,13 @@ impl StandIn {
 }
 
 impl Drop for StandIn {
+    /// Stops the server and waits for its thread, which then has nothing left to wait for:
+    /// the accept loop ends at once, and dropping the runtime closes every connection.
     fn drop(&mut self) {
-        {
-            let mut state = self.shared.state();
-            state.stopping = true;
-            for connection in &state.connections {
-                let _ = connection.shutdown(Shutdown::Both);
-            }
-        }
-        self.shared.stopped.notify_all();
-        // Wakes the accept loop, which then sees `stopping`.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        let workers = std::mem::take(&mut self.shared.state().workers);
-        for worker in workers {
-            let _ = worker.join();
+        drop(self.stop.take());
+        if let Some(server) = self.server.take() {
+            // All a failed join could carry is a panic, already printed with its message.
+            let _ = server.join();
         }
     }
 }
@@ -346,13 +357,10 @@ pub fn iso8601(time: SystemTime) -> String {
 struct Shared {
     base_url: String,
     state: Mutex<State>,
-    /// Signalled when the stand-in stops; hanging requests wait on it.
-    stopped: Condvar,
 }
 
 #[derive(Default)]
 struct State {
-    stopping: bool,
     /// (WorkspaceSid, TaskQueueSid) -> friendly_name.
     queues: HashMap<(String, String), String>,
     /// (WorkspaceSid, TaskSid) -> the task.
@@ -371,9 +379,6 @@ struct State {
     method_faults: HashMap<String, VecDeque<Fault>>,
     fault: Option<Fault>,
     requests: Vec<Recorded>,
-    /// Every accepted connection, so stopping can close them.
-    connections: Vec<TcpStream>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 impl State {
@@ -807,170 +812,136 @@ fn error_for_status(status: u16, path: &str) -> Reply {
     }
 }
 
+/// HTTP's name for a status ("Bad Gateway"): the message of an injected fault's error.
 fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("Status")
 }
 
 // ---------------------------------------------------------------------------------------
 // Connections
 
-fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let mut state = shared.state();
-        if state.stopping {
-            return;
-        }
-        let Ok(clone) = stream.try_clone() else {
-            continue;
-        };
-        state.connections.push(clone);
-        let worker = {
-            let shared = Arc::clone(shared);
-            std::thread::spawn(move || serve_connection(&shared, stream))
-        };
-        state.workers.push(worker);
-    }
+/// The listener on 127.0.0.1, port 0, registered with the stand-in's runtime.
+fn listen(runtime: &Runtime) -> TcpListener {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("the stand-in cannot listen: {e}"));
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("the stand-in cannot listen without blocking: {e}"));
+    let _context = runtime.enter();
+    TcpListener::from_std(listener)
+        .unwrap_or_else(|e| panic!("the stand-in's runtime cannot take its listener: {e}"))
 }
 
-/// Serves requests on one connection until the client closes it or the stand-in stops.
-fn serve_connection(shared: &Shared, stream: TcpStream) {
-    let Ok(writer) = stream.try_clone() else {
-        return;
-    };
-    let mut writer = writer;
-    let mut reader = BufReader::new(stream);
-    while let Some(request) = read_request(&mut reader) {
-        let close = request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        match shared.respond(request) {
-            Action::Hang => {
-                let state = shared.state();
-                let _state = shared
-                    .stopped
-                    .wait_while(state, |s| !s.stopping)
-                    .unwrap_or_else(PoisonError::into_inner);
-                return;
-            }
-            Action::Reply(reply) => {
-                if write_reply(&mut writer, &reply, close).is_err() || close {
-                    return;
-                }
-            }
-        }
-    }
+/// The stand-in's thread: serves until `stopped`, then drops the runtime, and with it
+/// every connection still open (idle, or holding a request that hangs), closing each.
+fn run(
+    runtime: Runtime,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stopped: oneshot::Receiver<()>,
+) {
+    runtime.block_on(accept(listener, shared, stopped));
 }
 
-/// Reads one request; `None` at end of stream or on anything malformed.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
-    let mut line = read_line(reader)?;
-    while line.is_empty() {
-        line = read_line(reader)?;
-    }
-    let mut words = line.split(' ');
-    let method = words.next()?.to_owned();
-    let target = words.next()?.to_owned();
-    let mut headers = Vec::new();
-    let mut head_bytes = line.len();
+/// Accepts connections, each served by its own task, until `stopped` resolves (its sender
+/// is dropped with the stand-in).
+async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
     loop {
-        let line = read_line(reader)?;
-        if line.is_empty() {
-            break;
-        }
-        head_bytes += line.len();
-        if head_bytes > MAX_REQUEST_BYTES {
-            return None;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        read_chunked(reader)?
-    } else {
-        let length: usize = match header("content-length") {
-            Some(text) => text.parse().ok()?,
-            None => 0,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => return,
         };
-        if length > MAX_REQUEST_BYTES {
-            return None;
+        match accepted {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_connection(Arc::clone(&shared), stream));
+            }
+            // A connection reset before it was accepted, or no file descriptor left: the
+            // client sees it, the stand-in keeps listening.
+            Err(_) => tokio::time::sleep(ACCEPT_RETRY).await,
         }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).ok()?;
-        body
+    }
+}
+
+/// Serves requests on one connection until the client closes it: hyper keeps it alive
+/// between requests and honours `Connection: close`. A head over [`MAX_REQUEST_BYTES`] gets
+/// `431`, and the read buffer is capped near that size, so no more of a body is held.
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+    let service = hyper::service::service_fn(move |request| answer(Arc::clone(&shared), request));
+    // No timer: the product sends whole requests, and the stand-in closes what is left
+    // when it stops.
+    let connection = http1::Builder::new()
+        .max_buf_size(MAX_REQUEST_BYTES)
+        .max_header_size(MAX_REQUEST_BYTES)
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service);
+    // A client gone mid-request, or a request hyper cannot parse (it answers `400` or
+    // `431` itself), ends only this connection.
+    let _ = connection.await;
+}
+
+/// A request as hyper hands it over: read whole, recorded, and answered, or left hanging.
+/// A body over [`MAX_REQUEST_BYTES`] gets `413` and is not recorded; one the client stops
+/// sending midway ends the connection, unanswered, as the error returned.
+async fn answer(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, BoxError> {
+    let (head, body) = request.into_parts();
+    let Some(body) = read_body(body).await? else {
+        return Ok(too_large());
     };
-    let (username, password) = match header("authorization").and_then(basic_credentials) {
-        Some((u, p)) => (Some(u), Some(p)),
-        None => (None, None),
-    };
-    Some(Recorded {
-        method,
-        target,
+    match shared.respond(recorded(&head, body)) {
+        Action::Reply(reply) => Ok(response(&reply)),
+        // Never answered: the connection stays open until the stand-in stops and closes it.
+        Action::Hang => std::future::pending().await,
+    }
+}
+
+/// An error that ends a connection.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The whole body; `None` when it is over [`MAX_REQUEST_BYTES`]: refused on its
+/// `Content-Length` before any of it is read, or as soon as what arrived is too much.
+async fn read_body(body: Incoming) -> Result<Option<Vec<u8>>, BoxError> {
+    if body.size_hint().lower() > MAX_REQUEST_BYTES as u64 {
+        return Ok(None);
+    }
+    match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => Ok(Some(collected.to_bytes().to_vec())),
+        Err(e) if e.is::<LengthLimitError>() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The request as the tests read it: the target as sent, the header names (which hyper
+/// lower-cases) in the order they first came, and the Basic credentials decoded.
+fn recorded(head: &Parts, body: Vec<u8>) -> Recorded {
+    let headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let credentials = headers
+        .iter()
+        .find(|(name, _)| name == "authorization")
+        .and_then(|(_, value)| basic_credentials(value));
+    let (username, password) = credentials.unzip();
+    Recorded {
+        method: head.method.as_str().to_owned(),
+        target: head.uri.to_string(),
         username,
         password,
         headers,
         body,
         answered: None,
         answered_etag: None,
-    })
-}
-
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let size_line = read_line(reader)?;
-        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            while !read_line(reader)?.is_empty() {}
-            return Some(body);
-        }
-        if body.len() + size > MAX_REQUEST_BYTES {
-            return None;
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).ok()?;
-        read_line(reader)?;
     }
-}
-
-/// One line without its CRLF; `None` at end of stream or on an error.
-fn read_line(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut line = Vec::new();
-    let read = reader
-        .by_ref()
-        .take(MAX_REQUEST_BYTES as u64)
-        .read_until(b'\n', &mut line)
-        .ok()?;
-    if read == 0 || line.last() != Some(&b'\n') {
-        return None;
-    }
-    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).ok()
 }
 
 /// `Basic base64(username:password)`, decoded.
@@ -984,24 +955,34 @@ fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((username.to_owned(), password.to_owned()))
 }
 
-fn write_reply(writer: &mut TcpStream, reply: &Reply, close: bool) -> std::io::Result<()> {
-    let body = reply.body.to_string();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        reply.status,
-        reason_phrase(reply.status),
-        body.len()
-    );
+/// The reply as JSON with its status and extra headers; hyper adds `Content-Length`, and
+/// `Connection: close` when the client asked for it. A status outside HTTP's range is a
+/// test's mistake, answered `500`; so is a header value HTTP cannot carry, left out.
+fn response(reply: &Reply) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
     }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body.as_bytes())?;
-    writer.flush()
+    response
+}
+
+/// `413` for a body over [`MAX_REQUEST_BYTES`], closing the connection, since the rest of
+/// the body is never read.
+fn too_large() -> hyper::Response<Full<Bytes>> {
+    let mut response = response(&twilio_error(413, 20413, "Request Entity Too Large"));
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// `serve` on a rules file, pointed at its own stand-in, with signatures enforced by the
