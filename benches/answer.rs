@@ -9,10 +9,11 @@
 //!   body already decoded), with the production JSON log subscriber: routing, the pipeline,
 //!   the decision log line and the metrics line (both written to stderr), the response.
 //!
-//! Parts, to show where the time goes: the signature check, the metrics line, the handler with
-//! no log subscriber installed.
+//! Parts, to show where the time goes: the signature check, the HTTP face's checks and URL,
+//! dropping the request, the decision line, the handler with no log subscriber installed, and
+//! the same on requests built ahead in a batch (out of cache).
 //!
-//! `answer/handler` writes two lines to stderr per iteration, so it runs only when stderr is
+//! `answer/handler` writes a line to stderr per iteration, so it runs only when stderr is
 //! not a terminal: `cargo bench --bench answer 2>/dev/null`. Numbers in BENCHMARKS.md.
 
 use std::future::Future;
@@ -193,6 +194,21 @@ fn answer(c: &mut Criterion) {
         })
     });
 
+    // The HTTP face's own work on the request Lambda hands over: its checks and the form
+    // (`form_parameters`, which includes the form decode of the baseline), the URL a
+    // signature covers; and what dropping that request costs.
+    c.bench_function("answer/part_face_checks_and_url", |b| {
+        let request = callback.request();
+        b.iter(|| {
+            let params = conditional_recording::handler::form_parameters(black_box(&request));
+            let url = conditional_recording::handler::called_url(&request);
+            (params.is_ok(), url)
+        })
+    });
+    c.bench_function("answer/part_request_drop", |b| {
+        b.iter_batched(|| callback.request(), drop, BatchSize::PerIteration)
+    });
+
     if std::io::stderr().is_terminal() {
         eprintln!(
             "answer/handler skipped: it writes a line to stderr per iteration; \
@@ -228,24 +244,37 @@ fn answer(c: &mut Criterion) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.body().as_ref(), RECORDED.as_bytes());
     println!("answer/part_handler_without_log_lines: {allocations} allocations");
-    let handler = |c: &mut Criterion, name: &str| {
+    // Each request is built just before it is handled, as Lambda mode decodes an event and
+    // hands it straight over. `part_handler_cold_requests` builds a batch of them ahead
+    // (`BatchSize::SmallInput`), so each is handled out of cache, which no request is in the
+    // service: the difference is what that alone costs (BENCHMARKS.md).
+    let handler = |c: &mut Criterion, name: &str, batch: BatchSize| {
         c.bench_function(name, |b| {
             b.iter_batched(
                 || callback.request(),
                 |request| ready(app.handle(request)),
-                BatchSize::SmallInput,
+                batch,
             )
         });
     };
     // First with no log subscriber (the decision record is written either way; other lines,
     // none on this path, would cost nothing), then as in production.
-    handler(c, "answer/part_handler_without_log_lines");
+    handler(
+        c,
+        "answer/part_handler_cold_requests",
+        BatchSize::SmallInput,
+    );
+    handler(
+        c,
+        "answer/part_handler_without_log_lines",
+        BatchSize::PerIteration,
+    );
     conditional_recording::logging::init();
     ready(app.handle(callback.request()));
     let request = callback.request();
     let (allocations, _) = counting::allocations(|| ready(app.handle(request)));
     println!("answer/handler: {allocations} allocations");
-    handler(c, "answer/handler");
+    handler(c, "answer/handler", BatchSize::PerIteration);
 }
 
 criterion_group! {
