@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::logging::write_line;
+
 /// The CloudWatch namespace every metric is published under, as a literal for `concat!`.
 macro_rules! namespace {
     () => {
@@ -165,11 +167,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
-}
-
-/// One write of one line, so it is never interleaved with a log line.
-fn write_line(line: &[u8]) {
-    let _ = std::io::stderr().lock().write_all(line);
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::{Callback, Http, Logs, Response, Server, TOKEN, TempDir};
+use crate::support::{Callback, Http, InProcess, Logs, Response, TOKEN, TempDir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -985,11 +985,12 @@ fn too_large() -> hyper::Response<Full<Bytes>> {
     response
 }
 
-/// `serve` on a rules file, pointed at its own stand-in, with signatures enforced by the
-/// test token: the harness of the tests that reach the TaskRouter REST API.
+/// `serve` (in-process, as `wiring` builds it from these variables) on a rules file, pointed at
+/// its own stand-in, with signatures enforced by the test token: the harness of the tests that
+/// reach the TaskRouter REST API.
 pub struct ServeWithApi {
     pub standin: StandIn,
-    pub server: Server,
+    pub server: InProcess,
     _dir: TempDir,
 }
 
@@ -1002,8 +1003,12 @@ impl ServeWithApi {
             ("TWILIO_API_BASE_URL", base_url.as_str()),
             ("TWILIO_AUTH_TOKEN", TOKEN),
         ];
+        let dir = TempDir::new();
+        let rules_file = dir.write("rules.json", rules);
+        let rules_file = rules_file.to_str().expect("a UTF-8 temp path");
+        all.push(("RULES_FILE", rules_file));
         all.extend_from_slice(env);
-        let (server, dir) = Server::start_on_rules(rules, &all);
+        let server = InProcess::from_env(&all);
         ServeWithApi {
             standin,
             server,

@@ -263,14 +263,16 @@ impl Drop for Server {
     }
 }
 
-/// `serve`'s HTTP server in this process, on 127.0.0.1 port 0, in front of a service built
-/// here (any adapters, the in-memory ones included): for HTTP behaviour that needs no process
-/// of its own. Its decision lines go to this process's stderr. Stopped on drop: no new
+/// `serve`'s HTTP server in this process, on 127.0.0.1 port 0, on a runtime of its own
+/// whose threads' lines (logs, metrics, decisions) are captured for [`InProcess::stop`]:
+/// either the service `wiring` builds from environment variables, as the binary would, or
+/// one built here (any adapters, the in-memory ones included). Stopped on drop: no new
 /// connection, requests in flight answered first, as `serve` does on SIGTERM.
 pub struct InProcess {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT/assignment`.
     pub url: String,
+    lines: conditional_recording::logging::Captured,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -285,7 +287,30 @@ impl InProcess {
         ))
     }
 
-    /// Serves `app` on a runtime of its own thread.
+    /// The service `serve` builds from these variables (and no others), served in-process.
+    pub fn from_env(env: &[(&str, &str)]) -> InProcess {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let config = conditional_recording::config::Config::from_env(|name| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| value.clone())
+        })
+        .expect("a valid configuration");
+        InProcess::run(|| async move {
+            conditional_recording::wiring::build(
+                &config,
+                conditional_recording::wiring::Face::Serve,
+            )
+            .await
+            .expect("the service starts")
+        })
+    }
+
+    /// Serves `app`.
     pub fn start<S, Q, A, T>(app: conditional_recording::service::App<S, Q, A, T>) -> InProcess
     where
         S: conditional_recording::service::RulesSource,
@@ -293,25 +318,47 @@ impl InProcess {
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
     {
+        InProcess::run(|| async move { app })
+    }
+
+    /// Builds the service with `build` on the server's runtime (so what it logs is captured
+    /// too), then serves it until stopped.
+    fn run<F, Fut, S, Q, A, T>(build: F) -> InProcess
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = conditional_recording::service::App<S, Q, A, T>>,
+        S: conditional_recording::service::RulesSource,
+        Q: conditional_recording::service::QueueDirectory,
+        A: conditional_recording::service::TaskAnnotations,
+        T: conditional_recording::service::TokenSource,
+    {
+        use conditional_recording::logging::{Captured, capture_on_this_thread, init};
+        // The subscriber is process-wide; threads that capture nothing still write to stderr.
+        init();
+        let lines = Captured::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
         let addr = listener.local_addr().expect("the bound address");
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let captured = std::sync::Arc::clone(&lines);
         let thread = std::thread::spawn(move || {
+            capture_on_this_thread(std::sync::Arc::clone(&captured));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
+                .on_thread_start(move || capture_on_this_thread(std::sync::Arc::clone(&captured)))
                 .build()
                 .expect("a runtime");
             runtime.block_on(async move {
+                let app = std::sync::Arc::new(build().await);
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
-                conditional_recording::serve::serve(std::sync::Arc::new(app), listener, shutdown)
+                conditional_recording::serve::serve(app, listener, shutdown)
                     .await
                     .expect("serve");
             });
@@ -319,14 +366,31 @@ impl InProcess {
         InProcess {
             addr,
             url: format!("http://{addr}/assignment"),
+            lines,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
-}
 
-impl Drop for InProcess {
-    fn drop(&mut self) {
+    /// Stops the server (requests in flight are answered first) and returns the lines its
+    /// threads wrote, kept for the suite-wide scan as the binary's are.
+    pub fn stop(mut self) -> Logs {
+        self.shut_down();
+        let bytes = std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        keep_log("serve-in-process", &bytes);
+        let lines = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        Logs { lines }
+    }
+
+    fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -336,6 +400,12 @@ impl Drop for InProcess {
                 panic!("the in-process server panicked");
             }
         }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
