@@ -1,6 +1,6 @@
 //! `conditional-recording serve` as TaskRouter sees it, spoken to over raw HTTP/1.1: the
-//! real binary on a local port where a test reads its output (the banner, decision lines,
-//! memory, SIGTERM), and otherwise the same server in-process (`InProcess`).
+//! same server in-process (`InProcess`, its lines captured), and the real binary on a local
+//! port where a test needs the process (its banner, memory, SIGTERM, every line it writes).
 
 use crate::support;
 
@@ -38,7 +38,7 @@ fn banner_names_the_url_and_the_embedded_example_rules() {
 
 #[test]
 fn inbound_call_is_recorded_from_start() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let callback = Callback::new(INBOUND);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(RECORD));
@@ -50,7 +50,7 @@ fn inbound_call_is_recorded_from_start() {
 
 #[test]
 fn outbound_call_is_not_recorded_by_attribute() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let callback = Callback::new(ENQUEUED_OUTBOUND);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(DO_NOT_RECORD));
@@ -86,7 +86,7 @@ fn outbound_call_is_not_recorded_by_attribute() {
 
 #[test]
 fn call_in_excluded_queue_is_not_recorded() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let callback = Callback::new(INBOUND).set("TaskQueueSid", EXAMPLE_EXCLUDED_QUEUE);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(DO_NOT_RECORD));
@@ -104,7 +104,7 @@ fn call_in_excluded_queue_is_not_recorded() {
 
 #[test]
 fn chat_task_gets_an_empty_answer() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let callback = Callback::new(CHAT);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, json!({}));
@@ -116,7 +116,7 @@ fn chat_task_gets_an_empty_answer() {
 
 #[test]
 fn unparseable_task_attributes_are_not_recorded_by_default() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let callback = Callback::new(r#"{"call_sid": "CA1", "direction": "inbound""#);
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(DO_NOT_RECORD));
@@ -134,7 +134,7 @@ fn unparseable_task_attributes_are_not_recorded_by_default() {
 
 #[test]
 fn unparseable_task_attributes_follow_the_record_policy() {
-    let server = Server::start_with(&[("ON_RULES_UNAVAILABLE", "record")]);
+    let server = InProcess::from_env(&[("ON_RULES_UNAVAILABLE", "record")]);
     let callback = Callback::new("not json at all");
     let answer = server.post_form(&callback.encode()).expect_json(200);
     assert_eq!(answer, conference(RECORD));
@@ -275,7 +275,7 @@ fn rules_file_include_queues_and_instruction_pass_through() {
 
 #[test]
 fn each_missing_required_field_is_named_in_a_400() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     for field in ["TaskSid", "ReservationSid", "TaskAttributes"] {
         let callback = Callback::new(INBOUND).remove(field);
         let error = server.post_form(&callback.encode()).expect_error(400);
@@ -514,7 +514,7 @@ fn a_request_in_flight_at_sigterm_is_answered_before_the_server_exits() {
 
 #[test]
 fn many_requests_share_one_keep_alive_connection() {
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let mut connection = server.connect();
     let mut sent = Vec::new();
     for i in 0..50 {
@@ -539,7 +539,7 @@ fn many_requests_share_one_keep_alive_connection() {
 #[test]
 fn twenty_concurrent_clients_are_all_answered() {
     const CLIENTS: usize = 20;
-    let server = Server::start();
+    let server = InProcess::from_env(&[]);
     let start = Barrier::new(CLIENTS);
     let callbacks: Vec<(Callback, Value)> = (0..CLIENTS)
         .map(|i| {
