@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod handler;
 pub mod lambda;
 pub mod logging;

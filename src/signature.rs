@@ -1,4 +1,5 @@
-//! `X-Twilio-Signature`: base64(HMAC-SHA1(auth token, URL + every POST parameter)). Pure.
+//! `X-Twilio-Signature`: base64(HMAC-SHA1(auth token, URL + every POST parameter)), and for
+//! a JSON body the URL alone, with the body's SHA-256 in its `bodySHA256` parameter. Pure.
 //!
 //! As Twilio's SDKs compute it: parameter names sorted in byte order, each name's distinct
 //! values sorted, every name and value concatenated with no delimiter; the URL exactly as
@@ -83,6 +84,62 @@ pub fn is_valid<T: AsRef<str>>(
         })
     };
     signed_for(url) || other_port_form(url).is_some_and(|other| signed_for(&other))
+}
+
+/// How a JSON delivery (Event Streams) fares against its signature: the signature covers
+/// the URL alone, and the URL's `bodySHA256` query parameter must be the hex SHA-256 of the
+/// body, so the body is covered through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySignature {
+    Valid,
+    /// The URL has no `bodySHA256` parameter, or more than one.
+    NoBodyHash,
+    /// `bodySHA256` is not the body's SHA-256.
+    BodyMismatch,
+    /// The signature does not cover the URL.
+    Invalid,
+}
+
+/// Checks a JSON delivery, as Twilio's SDKs validate a request with a body: the body's hash
+/// against the URL's `bodySHA256` (lowercase hex, as Twilio sends it), then the signature
+/// over the URL with no parameters. The signature is checked whatever the body, so a
+/// mismatched body says nothing about the token.
+pub fn check_with_body<T: AsRef<str>>(
+    tokens: &[T],
+    url: &str,
+    body: &[u8],
+    signature: &str,
+) -> BodySignature {
+    let signed = is_valid(tokens, url, &[], signature);
+    match (body_hash(url), signed) {
+        (_, false) => BodySignature::Invalid,
+        (None, true) => BodySignature::NoBodyHash,
+        (Some(hash), true) if hash == sha256_hex(body) => BodySignature::Valid,
+        (Some(_), true) => BodySignature::BodyMismatch,
+    }
+}
+
+/// The URL's one `bodySHA256` query parameter.
+fn body_hash(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or_default();
+    let mut hashes = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == "bodySHA256")
+        .map(|(_, value)| value.into_owned());
+    let hash = hashes.next()?;
+    hashes.next().is_none().then_some(hash)
+}
+
+/// The body's SHA-256 in lowercase hex.
+pub fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(body);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// The URL as given, plus the same URL with the scheme's default port added (when it has no
@@ -191,6 +248,41 @@ mod tests {
             ["https://u:p@h", "https://u:p@h:443"]
         );
         assert_eq!(url_variants("not a url"), ["not a url"]);
+    }
+
+    #[test]
+    fn a_json_delivery_is_covered_through_its_body_hash() {
+        let body = br#"[{"type":"com.twilio.taskrouter.task.updated"}]"#;
+        let hash = sha256_hex(body);
+        let url = format!("https://h.example/events?bodySHA256={hash}");
+        let signature = sign("t", &url, &[]);
+        assert_eq!(
+            check_with_body(&["t"], &url, body, &signature),
+            BodySignature::Valid
+        );
+        assert_eq!(
+            check_with_body(&["t"], &url, b"[]", &signature),
+            BodySignature::BodyMismatch
+        );
+        assert_eq!(
+            check_with_body(&["other"], &url, body, &signature),
+            BodySignature::Invalid
+        );
+        let bare = "https://h.example/events";
+        assert_eq!(
+            check_with_body(&["t"], bare, body, &sign("t", bare, &[])),
+            BodySignature::NoBodyHash
+        );
+        let twice = format!("{url}&bodySHA256={hash}");
+        assert_eq!(
+            check_with_body(&["t"], &twice, body, &sign("t", &twice, &[])),
+            BodySignature::NoBodyHash
+        );
+        // The SHA-256 of "abc", FIPS 180-2's first example.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

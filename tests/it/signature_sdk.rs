@@ -2,6 +2,9 @@
 //! `twilio` (`getExpectedTwilioSignature`, `validateRequest`) sign a few hundred generated
 //! callbacks; `signature::sign` gives the same signature for every one, `is_valid` accepts it
 //! with and without the default port as the SDKs do, and refuses every tampered variant.
+//! The same callbacks as JSON deliveries (Event Streams: the URL signed alone, the body's
+//! SHA-256 in its `bodySHA256`) are judged alike by `signature::check_with_body`, Python's
+//! `validate` with the body and npm's `validateRequestWithBody`.
 //!
 //! The SDKs are installed by `make test` (`.venv`, `tests/sdk/node_modules`); without them
 //! this test fails rather than skips.
@@ -11,7 +14,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use conditional_recording::signature::{is_valid, sign, signed_payload, url_variants};
+use conditional_recording::signature::{
+    BodySignature, check_with_body, is_valid, sha256_hex, sign, signed_payload, url_variants,
+};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::strategy::ValueTree;
@@ -538,9 +543,19 @@ fn root() -> &'static Path {
 }
 
 /// Runs one SDK's script on the cases, one answer per case.
-fn ask(sdk: &str, program: &Path, script: &str, lines: &[String]) -> Vec<Answer> {
+fn ask<A: serde::de::DeserializeOwned>(
+    sdk: &str,
+    program: &Path,
+    script: &str,
+    lines: &[String],
+) -> Vec<A> {
+    // One file per script and process: the tests run side by side.
+    let stem = Path::new(script)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or("cases");
     let cases = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("signature-sdk-{sdk}-{}.jsonl", std::process::id()));
+        .join(format!("{stem}-{sdk}-{}.jsonl", std::process::id()));
     std::fs::write(&cases, lines.join("\n") + "\n").expect("write the cases");
     let output = Command::new(program)
         .arg(root().join(script))
@@ -560,7 +575,7 @@ fn ask(sdk: &str, program: &Path, script: &str, lines: &[String]) -> Vec<Answer>
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let answers: Vec<Answer> = String::from_utf8_lossy(&output.stdout)
+    let answers: Vec<A> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{sdk}: {e} in {line:?}")))
         .collect();
@@ -780,8 +795,8 @@ fn twilios_sdks_and_the_validator_agree() {
         .zip(&npm_comparable)
         .map(|((case, checks), &comparable)| case_line(case, if comparable { checks } else { &[] }))
         .collect();
-    let python_answers = ask("python", &python, "tests/sdk/sign.py", &python_lines);
-    let npm_answers = ask("npm", &node, "tests/sdk/sign.mjs", &npm_lines);
+    let python_answers: Vec<Answer> = ask("python", &python, "tests/sdk/sign.py", &python_lines);
+    let npm_answers: Vec<Answer> = ask("npm", &node, "tests/sdk/sign.mjs", &npm_lines);
 
     let mut failures: Vec<String> = Vec::new();
     let mut fail = |i: usize, case: &Case, what: String| {
@@ -917,4 +932,136 @@ fn twilios_sdks_and_the_validator_agree() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// One JSON delivery (Event Streams) as the SDKs validate it: the URL with its
+/// `bodySHA256`, the raw body, the signature.
+#[derive(Debug, Clone)]
+struct BodyCase {
+    what: &'static str,
+    token: String,
+    url: String,
+    body: String,
+    signature: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BodyAnswer {
+    valid: bool,
+}
+
+/// The generated callbacks' tokens and URLs as JSON deliveries: the body is the parameters
+/// as a JSON array (so it holds every kind of text the cases hold), its hash goes into the
+/// URL, and the URL alone is signed. Each is sent as signed, and tampered: the body changed,
+/// the hash of another body, another token, a signature character flipped, and signed at
+/// the other form of the URL (default port added or removed), which the SDKs accept.
+fn body_cases(cases: &[Case]) -> Vec<BodyCase> {
+    let mut out = Vec::new();
+    for case in cases {
+        let body = json!([{"type": "com.twilio.taskrouter.task.updated", "data": {"payload": case.params}}])
+            .to_string();
+        let joiner = if case.url.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{joiner}bodySHA256={}",
+            case.url,
+            sha256_hex(body.as_bytes())
+        );
+        let signature = sign(&case.token, &url, &[]);
+        let one = |what, token: &str, url: &str, body: &str, signature: &str| BodyCase {
+            what,
+            token: token.to_owned(),
+            url: url.to_owned(),
+            body: body.to_owned(),
+            signature: signature.to_owned(),
+        };
+        out.push(one("as signed", &case.token, &url, &body, &signature));
+        out.push(one(
+            "the body changed",
+            &case.token,
+            &url,
+            &format!("{body} "),
+            &signature,
+        ));
+        let other_hash = format!("{}{joiner}bodySHA256={}", case.url, sha256_hex(b"[]"));
+        out.push(one(
+            "the hash of another body",
+            &case.token,
+            &other_hash,
+            &body,
+            &sign(&case.token, &other_hash, &[]),
+        ));
+        let other_token = format!("{}0", &case.token[1..]);
+        out.push(one("another token", &other_token, &url, &body, &signature));
+        let mut flipped = signature.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("base64 is ASCII");
+        out.push(one(
+            "a signature character flipped",
+            &case.token,
+            &url,
+            &body,
+            &flipped,
+        ));
+        for other in url_variants(&url).into_iter().skip(1) {
+            let symmetric = port(&case.url).is_none() || has_default_port(&case.url);
+            if symmetric {
+                let at_other = sign(&case.token, &other, &[]);
+                out.push(one(
+                    "signed at the other form",
+                    &case.token,
+                    &url,
+                    &body,
+                    &at_other,
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn twilios_sdks_and_the_body_check_agree() {
+    let (python, node) = (python(), node());
+    let cases = body_cases(&generate());
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            json!({"token": c.token, "url": c.url, "body": c.body, "signature": c.signature})
+                .to_string()
+        })
+        .collect();
+    let python_answers: Vec<BodyAnswer> =
+        ask("python", &python, "tests/sdk/validate_body.py", &lines);
+    let npm_answers: Vec<BodyAnswer> = ask("npm", &node, "tests/sdk/validate_body.mjs", &lines);
+    let mut failures = Vec::new();
+    let mut valid = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let ours = check_with_body(
+            &[&case.token],
+            &case.url,
+            case.body.as_bytes(),
+            &case.signature,
+        );
+        valid += usize::from(ours == BodySignature::Valid);
+        let expected = matches!(case.what, "as signed" | "signed at the other form");
+        for (sdk, answer) in [("Python", &python_answers[i]), ("npm", &npm_answers[i])] {
+            if answer.valid != (ours == BodySignature::Valid) || answer.valid != expected {
+                failures.push(format!(
+                    "{}: {sdk} says {}, we say {ours:?}\n  url {:?}",
+                    case.what, answer.valid, case.url
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    println!(
+        "{} deliveries, {valid} valid, every one judged alike by both SDKs",
+        cases.len()
+    );
+    assert!(valid >= CASES, "{valid} valid deliveries");
 }
