@@ -1,5 +1,5 @@
 //! The service's ports: its I/O, named in the domain's words (rules, tokens, the queue
-//! directory, task annotations), each a small trait with a real adapter in `sources` and an
+//! directory, task annotations, recordings), each a small trait with a real adapter in `sources` and an
 //! in-memory one in `service::memory`. The values that cross them (a rules document in
 //! force, the auth tokens) are defined here too, so the core needs nothing from `sources`.
 
@@ -107,6 +107,102 @@ pub enum Annotated {
     Written { attempts: u32 },
     /// The task already had a stamp, with this decision, which stays.
     Kept { record: bool },
+}
+
+/// The Voice API's recordings, for enforcement (SPEC section 8): where a call's recordings
+/// are, and stopping and deleting them. Never starting or resuming one.
+pub trait Recordings: Send + Sync + 'static {
+    /// One line, safe to log, that names the API's answer (`Voice API answered 500 on stop`).
+    type Error: std::fmt::Display;
+
+    /// The in-progress conference TaskRouter created for the task (its `FriendlyName` is the
+    /// TaskSid), if there is one.
+    fn conference_for_task(
+        &self,
+        account_sid: &str,
+        task_sid: &str,
+    ) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+
+    /// The call SIDs of a conference's participants.
+    fn participant_calls(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+    ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
+
+    /// The recordings of a conference or of a call.
+    fn list(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+    ) -> impl Future<Output = Result<Vec<Recording>, Self::Error>> + Send;
+
+    /// Stops a recording in progress or paused. A recording already gone (`404`) is done.
+    fn stop(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+    ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
+
+    /// Deletes a stopped or finished recording. A recording already gone (`404`) is done.
+    fn delete(
+        &self,
+        account_sid: &str,
+        recording_sid: &str,
+    ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
+}
+
+/// What a recording belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded<'a> {
+    /// A conference (`CF...`).
+    Conference(&'a str),
+    /// A call (`CA...`): the customer's leg, or a participant's.
+    Call(&'a str),
+}
+
+/// A recording, as the Voice API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// `RE...`.
+    pub sid: String,
+    pub status: RecordingStatus,
+}
+
+/// A recording's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingStatus {
+    InProgress,
+    Paused,
+    Stopped,
+    Processing,
+    Completed,
+    Absent,
+    /// A status the Voice API does not document (yet): left alone.
+    Other,
+}
+
+impl RecordingStatus {
+    /// The Voice API's word for it.
+    pub fn parse(word: &str) -> RecordingStatus {
+        match word {
+            "in-progress" => RecordingStatus::InProgress,
+            "paused" => RecordingStatus::Paused,
+            "stopped" => RecordingStatus::Stopped,
+            "processing" => RecordingStatus::Processing,
+            "completed" => RecordingStatus::Completed,
+            "absent" => RecordingStatus::Absent,
+            _ => RecordingStatus::Other,
+        }
+    }
+}
+
+/// A stop or delete that is done: by this request, or before it (`404`: already gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Now,
+    AlreadyGone,
 }
 
 #[cfg(test)]
