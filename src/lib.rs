@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod enforcement;
 pub mod events;
 pub mod handler;
 pub mod lambda;

@@ -436,7 +436,145 @@ pub mod memory {
     use serde_json::Value;
 
     use super::{Annotated, AuthTokens, QueueDirectory, TaskAnnotations, TokenSource};
+    use crate::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
     use crate::taskrouter::{STAMP_KEY, stamped_record};
+
+    /// The Voice API's conferences and recordings, in memory, changed as Twilio would: a
+    /// stop stops, a delete deletes, a recording gone is a `404` (done), and a delete of a
+    /// recording still in progress is refused.
+    #[derive(Debug, Default)]
+    pub struct Voice(pub Mutex<VoiceState>);
+
+    #[derive(Debug, Default)]
+    pub struct VoiceState {
+        /// (ConferenceSid, FriendlyName, in progress).
+        pub conferences: Vec<(String, String, bool)>,
+        /// ConferenceSid to its participants' CallSids.
+        pub participants: HashMap<String, Vec<String>>,
+        pub recordings: Vec<VoiceRecording>,
+        /// Recordings whose stop fails, as a Voice API `500` would.
+        pub failing_stops: Vec<String>,
+        /// Every request, as `operation sid`.
+        pub requests: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct VoiceRecording {
+        pub sid: String,
+        /// A ConferenceSid or a CallSid.
+        pub of: String,
+        pub status: RecordingStatus,
+    }
+
+    /// Why the in-memory Voice API refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum VoiceError {
+        #[error("Voice API answered 500 on stop")]
+        StopFailed,
+        #[error("Voice API answered 400 on delete: the recording is in progress")]
+        InProgress,
+    }
+
+    impl Voice {
+        fn state(&self) -> std::sync::MutexGuard<'_, VoiceState> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// A recording's status now; `None` once deleted.
+        pub fn status(&self, recording_sid: &str) -> Option<RecordingStatus> {
+            let state = self.state();
+            let found = state.recordings.iter().find(|r| r.sid == recording_sid);
+            found.map(|r| r.status)
+        }
+    }
+
+    impl Recordings for Voice {
+        type Error = VoiceError;
+
+        async fn conference_for_task(
+            &self,
+            _account_sid: &str,
+            task_sid: &str,
+        ) -> Result<Option<String>, VoiceError> {
+            let mut state = self.state();
+            state.requests.push(format!("conference {task_sid}"));
+            let found = state
+                .conferences
+                .iter()
+                .find(|(_, name, live)| name == task_sid && *live);
+            Ok(found.map(|(sid, _, _)| sid.clone()))
+        }
+
+        async fn participant_calls(
+            &self,
+            _account_sid: &str,
+            conference_sid: &str,
+        ) -> Result<Vec<String>, VoiceError> {
+            let mut state = self.state();
+            state
+                .requests
+                .push(format!("participants {conference_sid}"));
+            Ok(state
+                .participants
+                .get(conference_sid)
+                .cloned()
+                .unwrap_or_default())
+        }
+
+        async fn list(
+            &self,
+            _account_sid: &str,
+            of: Recorded<'_>,
+        ) -> Result<Vec<Recording>, VoiceError> {
+            let (Recorded::Conference(sid) | Recorded::Call(sid)) = of;
+            let mut state = self.state();
+            state.requests.push(format!("list {sid}"));
+            let listed = state.recordings.iter().filter(|r| r.of == sid);
+            Ok(listed
+                .map(|r| Recording {
+                    sid: r.sid.clone(),
+                    status: r.status,
+                })
+                .collect())
+        }
+
+        async fn stop(
+            &self,
+            _account_sid: &str,
+            _of: Recorded<'_>,
+            recording_sid: &str,
+        ) -> Result<Done, VoiceError> {
+            let mut state = self.state();
+            state.requests.push(format!("stop {recording_sid}"));
+            if state.failing_stops.iter().any(|sid| sid == recording_sid) {
+                return Err(VoiceError::StopFailed);
+            }
+            match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
+                Some(recording) => {
+                    recording.status = RecordingStatus::Stopped;
+                    Ok(Done::Now)
+                }
+                None => Ok(Done::AlreadyGone),
+            }
+        }
+
+        async fn delete(
+            &self,
+            _account_sid: &str,
+            recording_sid: &str,
+        ) -> Result<Done, VoiceError> {
+            let mut state = self.state();
+            state.requests.push(format!("delete {recording_sid}"));
+            let Some(at) = state.recordings.iter().position(|r| r.sid == recording_sid) else {
+                return Ok(Done::AlreadyGone);
+            };
+            if state.recordings[at].status == RecordingStatus::InProgress {
+                return Err(VoiceError::InProgress);
+            }
+            state.recordings.remove(at);
+            Ok(Done::Now)
+        }
+    }
 
     /// Tokens fixed in memory.
     #[derive(Debug)]

@@ -1,0 +1,757 @@
+//! Enforcement (SPEC section 8): after an event about a call, the call's recordings are made
+//! to match its first decision. Part of the core: it knows the ports (task annotations for
+//! the first decision, recordings for the Voice API), no HTTP and no AWS type.
+//!
+//! For one event: `now` is the decision from the rules in force; `first` is the decision
+//! stamped on the task (from the event's TaskAttributes, else the task's, else `now`, stamped
+//! so that later events agree). `first` do-not-record: every recording of the call is
+//! stopped and deleted. `first` record and `now` do-not-record (a move into an excluded
+//! queue): recordings in progress are stopped, and what was recorded stays. Otherwise
+//! nothing is touched. Nothing is ever started or resumed.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::events::TaskEvent;
+use crate::ports::{
+    Annotated, Done, LoadedRules, Recorded, Recording, RecordingStatus, Recordings, TaskAnnotations,
+};
+use crate::rules::{self, Arrival, Decision, FailPolicy};
+use crate::taskrouter::{self, stamped_record};
+
+/// A delivery's work must be done by then, from its arrival: Lambda freezes after the
+/// answer, and Event Streams waits 5 s for it.
+pub const ENFORCEMENT_BUDGET: Duration = Duration::from_secs(4);
+
+/// What enforcement did to one recording (or found to do), as its line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Stopped,
+    Deleted,
+    /// The call has no recording to act on.
+    NoneFound,
+    Failed,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Stopped => "stopped",
+            ActionKind::Deleted => "deleted",
+            ActionKind::NoneFound => "none_found",
+            ActionKind::Failed => "failed",
+        }
+    }
+}
+
+/// One action, for its `enforcement` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub conference_sid: Option<String>,
+    pub recording_sid: Option<String>,
+    /// Why it failed: the API's answer, never a token or caller data.
+    pub cause: Option<String>,
+}
+
+/// What enforcement made of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforced {
+    /// Not a call: nothing to do.
+    NotACall,
+    /// A call whose recordings are as its decisions want them, or were left alone.
+    Call {
+        first: bool,
+        now: Decision,
+        actions: Vec<Action>,
+        /// `false` when something failed that a later delivery may finish (the delivery is
+        /// answered `503` so Event Streams sends it again).
+        complete: bool,
+    },
+    /// The first decision could not be had (the task could not be read or stamped): nothing
+    /// was touched, and a later delivery tries again.
+    NoFirstDecision { now: Decision, cause: String },
+}
+
+/// Enforcement's ports: task annotations (the first decision's stamp) and recordings.
+pub struct Enforcer<A, R> {
+    pub annotations: A,
+    pub recordings: R,
+}
+
+impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
+    /// Enforces one event, within `deadline`. `queue_name` is the event's, or the looked-up
+    /// one, when it has none.
+    pub async fn enforce(
+        &self,
+        event: &TaskEvent,
+        rules: Option<&LoadedRules>,
+        queue_name: Option<&str>,
+        policy: FailPolicy,
+        deadline: Instant,
+    ) -> Enforced {
+        let attributes = taskrouter::parse_attributes(&event.task_attributes);
+        let arrival = Arrival {
+            attributes: attributes.as_ref(),
+            queue_sid: event.task_queue_sid.as_deref(),
+            queue_name,
+            channel: event.task_channel.as_deref(),
+        };
+        let now = rules::decide_arrival(rules.map(|l| &l.rules), arrival, policy);
+        let Decision::Conference { record, reason } = now else {
+            return Enforced::NotACall;
+        };
+        let first = match attributes.as_ref().and_then(stamped_record) {
+            Some(first) => first,
+            None => {
+                let stamp = json!({
+                    "record": record,
+                    "reason": reason.to_string(),
+                    "rules_version": rules.and_then(|l| l.version),
+                });
+                let stamped = self.annotations.annotate(
+                    event.account_sid.as_deref(),
+                    event.workspace_sid.as_deref(),
+                    &event.task_sid,
+                    &stamp,
+                );
+                match within(deadline, stamped).await {
+                    Ok(Annotated::Written { .. }) => record,
+                    Ok(Annotated::Kept { record }) => record,
+                    Err(cause) => return Enforced::NoFirstDecision { now, cause },
+                }
+            }
+        };
+        let mut work = Work::default();
+        match (first, record) {
+            (false, _) => {
+                self.remove_all(event, attributes.as_ref(), deadline, &mut work)
+                    .await
+            }
+            (true, false) => {
+                self.stop_in_progress(event, attributes.as_ref(), deadline, &mut work)
+                    .await
+            }
+            (true, true) => {}
+        }
+        Enforced::Call {
+            first,
+            now,
+            complete: !work.incomplete,
+            actions: work.actions,
+        }
+    }
+
+    /// Stops and deletes every recording of the call: the conference's and those on its
+    /// calls (the customer's leg and every participant's).
+    async fn remove_all(
+        &self,
+        event: &TaskEvent,
+        attributes: Option<&Value>,
+        deadline: Instant,
+        work: &mut Work,
+    ) {
+        let Some(found) = self.find(event, attributes, deadline, work).await else {
+            return;
+        };
+        if found.recordings.is_empty() {
+            work.none_found(found.conference);
+            return;
+        }
+        for (of, recording) in &found.recordings {
+            let conference = found.conference.clone();
+            if matches!(
+                recording.status,
+                RecordingStatus::InProgress | RecordingStatus::Paused
+            ) {
+                let stop = self
+                    .recordings
+                    .stop(&found.account, of.recorded(), &recording.sid);
+                match within(deadline, stop).await {
+                    Ok(_) => work.done(ActionKind::Stopped, conference.clone(), &recording.sid),
+                    // Not stopped, so not deletable: a later delivery tries again.
+                    Err(cause) => {
+                        work.failed(conference, Some(&recording.sid), cause);
+                        continue;
+                    }
+                }
+            }
+            match recording.status {
+                // Twilio deletes a recording only once it is finished; one still processing
+                // is deleted by a later event.
+                RecordingStatus::Processing | RecordingStatus::Other => {}
+                _ => {
+                    let delete = self.recordings.delete(&found.account, &recording.sid);
+                    match within(deadline, delete).await {
+                        Ok(Done::Now | Done::AlreadyGone) => work.done(
+                            ActionKind::Deleted,
+                            found.conference.clone(),
+                            &recording.sid,
+                        ),
+                        Err(cause) => {
+                            work.failed(found.conference.clone(), Some(&recording.sid), cause)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the call's recordings in progress (or paused, so they cannot be resumed); keeps
+    /// what was recorded.
+    async fn stop_in_progress(
+        &self,
+        event: &TaskEvent,
+        attributes: Option<&Value>,
+        deadline: Instant,
+        work: &mut Work,
+    ) {
+        let Some(found) = self.find(event, attributes, deadline, work).await else {
+            return;
+        };
+        let live: Vec<_> = found
+            .recordings
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.status,
+                    RecordingStatus::InProgress | RecordingStatus::Paused
+                )
+            })
+            .collect();
+        if live.is_empty() {
+            work.none_found(found.conference);
+            return;
+        }
+        for (of, recording) in live {
+            let stop = self
+                .recordings
+                .stop(&found.account, of.recorded(), &recording.sid);
+            match within(deadline, stop).await {
+                Ok(_) => work.done(
+                    ActionKind::Stopped,
+                    found.conference.clone(),
+                    &recording.sid,
+                ),
+                Err(cause) => work.failed(found.conference.clone(), Some(&recording.sid), cause),
+            }
+        }
+    }
+
+    /// Every recording of the call, with what it belongs to. `None` (the failure noted) when
+    /// they cannot all be listed: acting on part of them would say "done" too early.
+    async fn find(
+        &self,
+        event: &TaskEvent,
+        attributes: Option<&Value>,
+        deadline: Instant,
+        work: &mut Work,
+    ) -> Option<Found> {
+        let Some(account) = event.account_sid.clone() else {
+            work.failed(None, None, "the event has no AccountSid".into());
+            return None;
+        };
+        let text = |path: &[&str]| {
+            let mut value = attributes?;
+            for key in path {
+                value = value.get(key)?;
+            }
+            value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+        };
+        let conference = match text(&["conference", "sid"]) {
+            Some(sid) => Some(sid),
+            None => {
+                let lookup = self
+                    .recordings
+                    .conference_for_task(&account, &event.task_sid);
+                match within(deadline, lookup).await {
+                    Ok(found) => found,
+                    Err(cause) => {
+                        work.failed(None, None, cause);
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut calls: Vec<String> = text(&["call_sid"]).into_iter().collect();
+        let mut recordings = Vec::new();
+        if let Some(conference) = &conference {
+            let participants = self.recordings.participant_calls(&account, conference);
+            match within(deadline, participants).await {
+                Ok(found) => calls.extend(found),
+                Err(cause) => {
+                    work.failed(Some(conference.clone()), None, cause);
+                    return None;
+                }
+            }
+            let listed = self
+                .recordings
+                .list(&account, Recorded::Conference(conference));
+            match within(deadline, listed).await {
+                Ok(found) => recordings.extend(
+                    found
+                        .into_iter()
+                        .map(|r| (Owner::Conference(conference.clone()), r)),
+                ),
+                Err(cause) => {
+                    work.failed(Some(conference.clone()), None, cause);
+                    return None;
+                }
+            }
+        }
+        calls.sort_unstable();
+        calls.dedup();
+        for call in calls {
+            let listed = self.recordings.list(&account, Recorded::Call(&call));
+            match within(deadline, listed).await {
+                Ok(found) => {
+                    recordings.extend(found.into_iter().map(|r| (Owner::Call(call.clone()), r)))
+                }
+                Err(cause) => {
+                    work.failed(conference.clone(), None, cause);
+                    return None;
+                }
+            }
+        }
+        Some(Found {
+            account,
+            conference,
+            recordings,
+        })
+    }
+}
+
+/// What a recording belongs to, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Conference(String),
+    Call(String),
+}
+
+impl Owner {
+    fn recorded(&self) -> Recorded<'_> {
+        match self {
+            Owner::Conference(sid) => Recorded::Conference(sid),
+            Owner::Call(sid) => Recorded::Call(sid),
+        }
+    }
+}
+
+/// A call's recordings, found.
+struct Found {
+    account: String,
+    conference: Option<String>,
+    recordings: Vec<(Owner, Recording)>,
+}
+
+/// The actions so far, and whether something is left for a later delivery.
+#[derive(Default)]
+struct Work {
+    actions: Vec<Action>,
+    incomplete: bool,
+}
+
+impl Work {
+    fn done(&mut self, kind: ActionKind, conference: Option<String>, recording: &str) {
+        self.actions.push(Action {
+            kind,
+            conference_sid: conference,
+            recording_sid: Some(recording.to_owned()),
+            cause: None,
+        });
+    }
+
+    fn none_found(&mut self, conference: Option<String>) {
+        self.actions.push(Action {
+            kind: ActionKind::NoneFound,
+            conference_sid: conference,
+            recording_sid: None,
+            cause: None,
+        });
+    }
+
+    fn failed(&mut self, conference: Option<String>, recording: Option<&str>, cause: String) {
+        self.incomplete = true;
+        self.actions.push(Action {
+            kind: ActionKind::Failed,
+            conference_sid: conference,
+            recording_sid: recording.map(str::to_owned),
+            cause: Some(cause),
+        });
+    }
+}
+
+/// A port's answer, unless the deadline passes first; the error as its one safe line.
+async fn within<T, E: std::fmt::Display>(
+    deadline: Instant,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    let spent = || {
+        format!(
+            "the delivery's {} ms ran out",
+            ENFORCEMENT_BUDGET.as_millis()
+        )
+    };
+    // Nothing is asked once the time is up, not even what would answer at once.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(spent());
+    }
+    match tokio::time::timeout(left, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(spent()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::events::EventKind;
+    use crate::rules::Rules;
+    use crate::service::memory::{Tasks, Voice, VoiceRecording, VoiceState};
+    use crate::taskrouter::STAMP_KEY;
+
+    const TASK: &str = "WT0123456789abcdef0123456789abcdef";
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    const PAYMENTS: &str = "WQaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const SALES: &str = "WQbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const CONFERENCE: &str = "CF0123456789abcdef0123456789abcdef";
+    const CUSTOMER: &str = "CA0000000000000000000000000000000c";
+    const AGENT: &str = "CA0000000000000000000000000000000a";
+
+    fn rules() -> LoadedRules {
+        let text = format!(
+            r#"{{"enabled": true, "exclude_queues": ["{PAYMENTS}"],
+                "exclude_attributes": [{{"key": "direction", "value": "outbound"}}]}}"#
+        );
+        LoadedRules {
+            rules: Rules::from_json(&text).unwrap(),
+            version: Some(3),
+        }
+    }
+
+    fn event(queue: &str, attributes: Value) -> TaskEvent {
+        TaskEvent {
+            kind: EventKind::ReservationAccepted,
+            task_sid: TASK.into(),
+            task_attributes: attributes.to_string(),
+            account_sid: Some(ACCOUNT.into()),
+            workspace_sid: Some("WS0123456789abcdef0123456789abcdef".into()),
+            reservation_sid: Some("WR0123456789abcdef0123456789abcdef".into()),
+            task_queue_sid: Some(queue.into()),
+            task_queue_name: None,
+            task_channel: Some("voice".into()),
+        }
+    }
+
+    fn inbound() -> Value {
+        json!({"call_sid": CUSTOMER, "direction": "inbound",
+               "conference": {"sid": CONFERENCE, "participants": {"customer": CUSTOMER}}})
+    }
+
+    fn stamped(mut attributes: Value, record: bool) -> Value {
+        attributes[STAMP_KEY] = json!({"record": record, "reason": "earlier"});
+        attributes
+    }
+
+    fn recording(sid: &str, of: &str, status: RecordingStatus) -> VoiceRecording {
+        VoiceRecording {
+            sid: sid.into(),
+            of: of.into(),
+            status,
+        }
+    }
+
+    /// A call in its conference with the agent: the conference recording in progress, the
+    /// customer's leg recorded and finished, the agent's leg recording in progress.
+    fn voice() -> Voice {
+        Voice(Mutex::new(VoiceState {
+            conferences: vec![(CONFERENCE.into(), TASK.into(), true)],
+            participants: HashMap::from([(CONFERENCE.into(), vec![CUSTOMER.into(), AGENT.into()])]),
+            recordings: vec![
+                recording("RE01", CONFERENCE, RecordingStatus::InProgress),
+                recording("RE02", CUSTOMER, RecordingStatus::Completed),
+                recording("RE03", AGENT, RecordingStatus::InProgress),
+            ],
+            ..VoiceState::default()
+        }))
+    }
+
+    fn enforcer(attributes: &Value, voice: Voice) -> Enforcer<Tasks, Voice> {
+        let tasks = Tasks(Mutex::new(HashMap::from([(
+            TASK.to_owned(),
+            attributes.clone(),
+        )])));
+        Enforcer {
+            annotations: tasks,
+            recordings: voice,
+        }
+    }
+
+    async fn run(enforcer: &Enforcer<Tasks, Voice>, event: &TaskEvent) -> Enforced {
+        let deadline = Instant::now() + ENFORCEMENT_BUDGET;
+        enforcer
+            .enforce(
+                event,
+                Some(&rules()),
+                None,
+                FailPolicy::DoNotRecord,
+                deadline,
+            )
+            .await
+    }
+
+    fn kinds(enforced: &Enforced) -> Vec<(ActionKind, Option<String>)> {
+        let Enforced::Call { actions, .. } = enforced else {
+            panic!("not a call: {enforced:?}");
+        };
+        actions
+            .iter()
+            .map(|a| (a.kind, a.recording_sid.clone()))
+            .collect()
+    }
+
+    fn action(kind: ActionKind, recording: &str) -> (ActionKind, Option<String>) {
+        (kind, Some(recording.to_owned()))
+    }
+
+    #[tokio::test]
+    async fn a_call_first_decided_do_not_record_loses_every_recording() {
+        let attributes = stamped(inbound(), false);
+        let enforcer = enforcer(&attributes, voice());
+        let enforced = run(&enforcer, &event(SALES, attributes)).await;
+        // The conference's first, then each call's (the agent's, the customer's).
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Stopped, "RE01"),
+                action(ActionKind::Deleted, "RE01"),
+                action(ActionKind::Stopped, "RE03"),
+                action(ActionKind::Deleted, "RE03"),
+                action(ActionKind::Deleted, "RE02"),
+            ]
+        );
+        for sid in ["RE01", "RE02", "RE03"] {
+            assert_eq!(enforcer.recordings.status(sid), None, "{sid} deleted");
+        }
+        let Enforced::Call {
+            first, complete, ..
+        } = enforced
+        else {
+            unreachable!()
+        };
+        assert!(!first && complete);
+
+        // Again, as a duplicate delivery: nothing left, nothing fails.
+        let again = run(&enforcer, &event(SALES, stamped(inbound(), false))).await;
+        assert_eq!(kinds(&again), [(ActionKind::NoneFound, None)]);
+    }
+
+    #[tokio::test]
+    async fn without_a_stamp_the_first_event_decides_and_stamps_it() {
+        // In an excluded queue, with no stamp anywhere: `now` is do-not-record, stamped on the
+        // task so that later events agree, and enforced.
+        let enforcer = enforcer(&inbound(), voice());
+        let enforced = run(&enforcer, &event(PAYMENTS, inbound())).await;
+        assert_eq!(kinds(&enforced).len(), 5, "{enforced:?}");
+        let stamp = &enforcer.annotations.attributes(TASK).unwrap()[STAMP_KEY];
+        assert_eq!(stamp["record"], false, "{stamp}");
+        assert_eq!(stamp["rules_version"], 3, "{stamp}");
+
+        // Later, the task moves to a recorded queue: the first decision still holds.
+        let moved = enforcer.annotations.attributes(TASK).unwrap();
+        enforcer.recordings.0.lock().unwrap().recordings =
+            vec![recording("RE04", CONFERENCE, RecordingStatus::InProgress)];
+        let enforced = run(&enforcer, &event(SALES, moved)).await;
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Stopped, "RE04"),
+                action(ActionKind::Deleted, "RE04")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transfer_into_an_excluded_queue_stops_and_keeps_what_was_recorded() {
+        let attributes = stamped(inbound(), true);
+        let enforcer = enforcer(&attributes, voice());
+        let enforced = run(&enforcer, &event(PAYMENTS, attributes)).await;
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Stopped, "RE01"),
+                action(ActionKind::Stopped, "RE03")
+            ]
+        );
+        let status = |sid| enforcer.recordings.status(sid);
+        assert_eq!(status("RE01"), Some(RecordingStatus::Stopped));
+        assert_eq!(status("RE02"), Some(RecordingStatus::Completed), "kept");
+        assert_eq!(status("RE03"), Some(RecordingStatus::Stopped));
+        let requests = &enforcer.recordings.0.lock().unwrap().requests;
+        assert!(
+            !requests.iter().any(|r| r.starts_with("delete")),
+            "{requests:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recorded_call_is_never_touched() {
+        let attributes = stamped(inbound(), true);
+        let enforcer = enforcer(&attributes, voice());
+        let enforced = run(&enforcer, &event(SALES, attributes)).await;
+        assert_eq!(kinds(&enforced), []);
+        assert!(enforcer.recordings.0.lock().unwrap().requests.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dialer_call_is_found_by_its_conference_name() {
+        // The Flex dialer's call: no call_sid and, before Flex writes it, no conference.sid.
+        let dialer = json!({"direction": "outbound", "outbound_to": "+14155550100"});
+        let enforcer = enforcer(&dialer, voice());
+        let enforced = run(&enforcer, &event(SALES, dialer)).await;
+        let Enforced::Call {
+            first, ref actions, ..
+        } = enforced
+        else {
+            panic!("{enforced:?}")
+        };
+        assert!(!first);
+        assert!(
+            actions
+                .iter()
+                .all(|a| a.conference_sid.as_deref() == Some(CONFERENCE))
+        );
+        assert_eq!(kinds(&enforced).len(), 5, "{enforced:?}");
+        let requests = enforcer.recordings.0.lock().unwrap().requests.clone();
+        assert_eq!(requests[0], format!("conference {TASK}"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_stop_leaves_the_recording_and_asks_for_another_delivery() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        voice.0.lock().unwrap().failing_stops.push("RE03".into());
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(SALES, attributes.clone())).await;
+        let Enforced::Call {
+            complete,
+            ref actions,
+            ..
+        } = enforced
+        else {
+            panic!()
+        };
+        assert!(!complete);
+        let failed: Vec<_> = actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].recording_sid.as_deref(), Some("RE03"));
+        assert_eq!(
+            failed[0].cause.as_deref(),
+            Some("Voice API answered 500 on stop")
+        );
+        assert_eq!(
+            enforcer.recordings.status("RE03"),
+            Some(RecordingStatus::InProgress)
+        );
+        assert_eq!(
+            enforcer.recordings.status("RE01"),
+            None,
+            "the others are done"
+        );
+
+        // Redelivered once the Voice API is well again: the rest is done.
+        enforcer.recordings.0.lock().unwrap().failing_stops.clear();
+        let again = run(&enforcer, &event(SALES, attributes)).await;
+        assert_eq!(
+            kinds(&again),
+            [
+                action(ActionKind::Stopped, "RE03"),
+                action(ActionKind::Deleted, "RE03")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recording_still_processing_is_left_for_a_later_event() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        voice.0.lock().unwrap().recordings =
+            vec![recording("RE05", CUSTOMER, RecordingStatus::Processing)];
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(SALES, attributes)).await;
+        let Enforced::Call {
+            complete,
+            ref actions,
+            ..
+        } = enforced
+        else {
+            panic!()
+        };
+        assert!(complete && actions.is_empty(), "{enforced:?}");
+        assert_eq!(
+            enforcer.recordings.status("RE05"),
+            Some(RecordingStatus::Processing)
+        );
+    }
+
+    #[tokio::test]
+    async fn chats_are_not_enforced_and_an_unstampable_task_is_left_alone() {
+        let chat =
+            json!({"channelType": "web", "conversationSid": "CH0123456789abcdef0123456789abcdef"});
+        let enforcer = enforcer(&chat, voice());
+        let mut event_of_chat = event(PAYMENTS, chat);
+        event_of_chat.task_channel = Some("chat".into());
+        assert_eq!(run(&enforcer, &event_of_chat).await, Enforced::NotACall);
+
+        // The task is gone from TaskRouter: no first decision, nothing touched.
+        let enforcer = Enforcer {
+            annotations: Tasks::default(),
+            recordings: voice(),
+        };
+        let enforced = run(&enforcer, &event(PAYMENTS, inbound())).await;
+        assert!(
+            matches!(enforced, Enforced::NoFirstDecision { .. }),
+            "{enforced:?}"
+        );
+        assert!(enforcer.recordings.0.lock().unwrap().requests.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_is_a_failure_not_a_success() {
+        let attributes = stamped(inbound(), false);
+        let enforcer = enforcer(&attributes, voice());
+        let spent = Instant::now();
+        let enforced = enforcer
+            .enforce(
+                &event(SALES, attributes),
+                Some(&rules()),
+                None,
+                FailPolicy::DoNotRecord,
+                spent,
+            )
+            .await;
+        let Enforced::Call {
+            complete,
+            ref actions,
+            ..
+        } = enforced
+        else {
+            panic!()
+        };
+        assert!(!complete);
+        assert_eq!(
+            actions[0].cause.as_deref(),
+            Some("the delivery's 4000 ms ran out")
+        );
+    }
+}
