@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// TaskRouter's REST base when `TWILIO_API_BASE_URL` does not say.
 pub const DEFAULT_TASKROUTER_BASE_URL: &str = "https://taskrouter.twilio.com";
+/// The Voice REST API (recordings, conferences), when `TWILIO_VOICE_API_BASE_URL` is unset.
+pub const DEFAULT_VOICE_API_BASE_URL: &str = "https://api.twilio.com";
 
 /// Where rules come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,13 @@ pub struct Config {
     pub api_key: Option<(String, Secret)>,
     /// `ANSWER_MODE`.
     pub mode: AnswerMode,
+    /// `ENFORCEMENT`: `on` (true) or `off`.
+    pub enforcement: bool,
+    /// `PUBLIC_EVENTS_URL`: the only URL an event delivery's signature may cover, when set
+    /// (with a JSON delivery's `bodySHA256` added).
+    pub public_events_url: Option<String>,
+    /// `TWILIO_VOICE_API_BASE_URL`: the Voice REST API, for recordings and conferences.
+    pub voice_api_base_url: String,
 }
 
 /// How a decision reaches TaskRouter.
@@ -86,6 +95,12 @@ pub enum ConfigError {
     PublicUrl,
     #[error("ANSWER_MODE must be conference or annotate")]
     AnswerMode,
+    #[error("ENFORCEMENT must be on or off")]
+    Enforcement,
+    #[error("PUBLIC_EVENTS_URL must be an absolute http:// or https:// URL without a fragment")]
+    PublicEventsUrl,
+    #[error("TWILIO_VOICE_API_BASE_URL must be an absolute http:// or https:// URL")]
+    VoiceApiBaseUrl,
     #[error("TWILIO_API_BASE_URL must be an absolute http:// or https:// URL")]
     ApiBaseUrl,
     #[error(
@@ -160,6 +175,23 @@ impl Config {
             Some("annotate") => AnswerMode::Annotate,
             Some(_) => return Err(ConfigError::AnswerMode),
         };
+        let enforcement = match set("ENFORCEMENT")?.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => return Err(ConfigError::Enforcement),
+        };
+        let public_events_url = set("PUBLIC_EVENTS_URL")?;
+        if public_events_url
+            .as_deref()
+            .is_some_and(|url| !is_public_url(url))
+        {
+            return Err(ConfigError::PublicEventsUrl);
+        }
+        let voice_api_base_url = set("TWILIO_VOICE_API_BASE_URL")?
+            .unwrap_or_else(|| DEFAULT_VOICE_API_BASE_URL.to_owned());
+        if !is_public_url(&voice_api_base_url) || voice_api_base_url.contains('?') {
+            return Err(ConfigError::VoiceApiBaseUrl);
+        }
         Ok(Config {
             rules,
             ttl,
@@ -171,6 +203,9 @@ impl Config {
             api_base_url,
             api_key,
             mode,
+            enforcement,
+            public_events_url,
+            voice_api_base_url,
         })
     }
 
@@ -236,6 +271,47 @@ mod tests {
         assert_eq!(c.tokens, TokenLocation::Unset);
         assert!(c.enforce_signatures);
         assert_eq!((c.account_sid, c.public_url), (None, None));
+    }
+
+    #[test]
+    fn enforcement_settings() {
+        let c = config(&[]).unwrap();
+        assert!(c.enforcement);
+        assert_eq!(c.public_events_url, None);
+        assert_eq!(c.voice_api_base_url, "https://api.twilio.com");
+        let c = config(&[
+            ("ENFORCEMENT", "off"),
+            ("PUBLIC_EVENTS_URL", "https://calls.example.com/events"),
+            ("TWILIO_VOICE_API_BASE_URL", "http://127.0.0.1:4010"),
+        ])
+        .unwrap();
+        assert!(!c.enforcement);
+        assert_eq!(
+            c.public_events_url.as_deref(),
+            Some("https://calls.example.com/events")
+        );
+        assert_eq!(c.voice_api_base_url, "http://127.0.0.1:4010");
+        for (name, value, error) in [
+            ("ENFORCEMENT", "yes", ConfigError::Enforcement),
+            ("PUBLIC_EVENTS_URL", "/events", ConfigError::PublicEventsUrl),
+            (
+                "PUBLIC_EVENTS_URL",
+                "https://h/events#x",
+                ConfigError::PublicEventsUrl,
+            ),
+            (
+                "TWILIO_VOICE_API_BASE_URL",
+                "api.twilio.com",
+                ConfigError::VoiceApiBaseUrl,
+            ),
+            (
+                "TWILIO_VOICE_API_BASE_URL",
+                "https://h/?a=1",
+                ConfigError::VoiceApiBaseUrl,
+            ),
+        ] {
+            assert_eq!(config(&[(name, value)]), Err(error), "{name}={value}");
+        }
     }
 
     #[test]

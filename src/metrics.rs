@@ -121,6 +121,61 @@ fn write_timestamp(line: &mut Vec<u8>, since_epoch: Duration) -> std::io::Result
     )
 }
 
+/// The record of one enforcement action (SPEC section 8). SIDs, fixed words and the API's
+/// answer; never caller data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnforcementRecord<'a> {
+    pub task_sid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conference_sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_sid: Option<&'a str>,
+    pub event_type: &'a str,
+    /// `stopped`, `deleted`, `none_found` or `failed`.
+    pub action: &'a str,
+    pub first: &'a str,
+    pub now: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'a str>,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+}
+
+/// Writes one enforcement action as one JSON line: the log record (`message`
+/// `enforcement`) and its metric `Enforcements` by `Action`, in Embedded Metric Format.
+pub fn enforcement(record: &EnforcementRecord<'_>) {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut timestamp = Vec::with_capacity(32);
+    let _ = write_timestamp(&mut timestamp, since_epoch);
+    let mut line = json!({
+        "timestamp": String::from_utf8_lossy(&timestamp),
+        "level": if record.action == "failed" { "WARN" } else { "INFO" },
+        "message": "enforcement",
+    });
+    if let (Some(line), Ok(Value::Object(fields))) =
+        (line.as_object_mut(), serde_json::to_value(record))
+    {
+        line.extend(fields);
+    }
+    line["Action"] = json!(record.action);
+    line["Enforcements"] = json!(1);
+    emit(
+        line,
+        vec![json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [["Action"]],
+            "Metrics": [{"Name": "Enforcements", "Unit": "Count"}],
+        })],
+    );
+}
+
 /// A failed or rejected fetch of a cached document ("rules", "auth tokens").
 pub fn refresh_failed(document: &str) {
     emit(
@@ -260,6 +315,41 @@ mod tests {
                 assert!(line[name].is_number(), "metric {name} in {line}");
             }
         }
+    }
+
+    #[test]
+    fn an_enforcement_line_is_its_record_and_its_metric() {
+        let buffer = crate::logging::Captured::default();
+        crate::logging::capture_on_this_thread(std::sync::Arc::clone(&buffer));
+        enforcement(&EnforcementRecord {
+            task_sid: "WT11111111111111111111111111111111",
+            reservation_sid: Some("WR11111111111111111111111111111111"),
+            conference_sid: Some("CF11111111111111111111111111111111"),
+            recording_sid: Some("RE11111111111111111111111111111111"),
+            event_type: "reservation.accepted",
+            action: "failed",
+            first: "do-not-record",
+            now: "do-not-record",
+            rule: Some("exclude_queues[0]".into()),
+            cause: Some("Voice API answered 500 on stop"),
+            elapsed_ms: 12,
+            request_id: None,
+        });
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_emf(&line);
+        assert_eq!(line["message"], "enforcement");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["Action"], "failed");
+        assert_eq!(line["Enforcements"], 1);
+        assert_eq!(line["cause"], "Voice API answered 500 on stop");
+        assert_eq!(line["recording_sid"], "RE11111111111111111111111111111111");
+        assert!(line.get("request_id").is_none());
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Action"]])
+        );
     }
 
     #[test]
