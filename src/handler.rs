@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::metrics;
 pub use crate::service::{ANNOTATE_DEADLINE, DECISION_BUDGET, Inbound, Refusal, answer_in};
 use crate::service::{
-    App, QueueDirectory, RulesSource, Signatures, TaskAnnotations, TokenSource, UnknownUrl,
+    App, QueueDirectory, Recordings, RulesSource, Signatures, TaskAnnotations, TokenSource,
+    UnknownUrl,
 };
 use crate::taskrouter::{self, CallbackError};
 
@@ -63,7 +64,11 @@ impl Rejection {
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Refused(
-                Refusal::SignatureMissing | Refusal::SignatureInvalid | Refusal::OtherAccount,
+                Refusal::SignatureMissing
+                | Refusal::SignatureInvalid
+                | Refusal::OtherAccount
+                | Refusal::BodyUnsigned
+                | Refusal::BodyMismatch,
             ) => StatusCode::FORBIDDEN,
             Rejection::Refused(Refusal::TokensUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Undecodable
@@ -71,17 +76,20 @@ impl Rejection {
             | Rejection::Unreadable
             | Rejection::NotAForm
             | Rejection::Form(_)
-            | Rejection::Refused(Refusal::Callback(_)) => StatusCode::BAD_REQUEST,
+            | Rejection::Refused(Refusal::Callback(_) | Refusal::Events(_)) => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 }
 
-impl<S, Q, A, T> App<S, Q, A, T>
+impl<S, Q, A, T, R> App<S, Q, A, T, R>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn handle(&self, request: Request) -> Response<Body> {

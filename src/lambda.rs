@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::handler::{BodyProblem, MAX_BODY_BYTES};
-use crate::service::{App, QueueDirectory, RulesSource, TaskAnnotations, TokenSource};
+use crate::service::{App, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource};
 
 /// Turns an API Gateway event into the request the handler sees, never panicking.
 pub fn into_request(mut event: LambdaRequest) -> Request {
@@ -65,12 +65,16 @@ fn take_encoded(
 
 /// Answers one invocation: the API Gateway response as JSON, in the shape the event's
 /// origin (REST or HTTP API) expects.
-pub async fn answer<S, Q, A, T>(app: &App<S, Q, A, T>, event: LambdaEvent<LambdaRequest>) -> Value
+pub async fn answer<S, Q, A, T, R>(
+    app: &App<S, Q, A, T, R>,
+    event: LambdaEvent<LambdaRequest>,
+) -> Value
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     let origin = event.payload.request_origin();
     let request = into_request(event.payload).with_lambda_context(event.context);
@@ -188,8 +192,8 @@ impl From<NotAnApiGatewayEvent> for lambda_http::lambda_runtime::Diagnostic {
 
 /// Answers one invocation from the event's JSON text: checked for what would make the
 /// conversion to a request panic, then as [`answer`].
-pub async fn answer_event<S, Q, A, T>(
-    app: &App<S, Q, A, T>,
+pub async fn answer_event<S, Q, A, T, R>(
+    app: &App<S, Q, A, T, R>,
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Value, NotAnApiGatewayEvent>
 where
@@ -197,6 +201,7 @@ where
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     let (text, context) = (event.payload, event.context);
     if header_names(text.get()) > MAX_HEADER_NAMES {
@@ -258,12 +263,13 @@ fn header_names(event: &str) -> usize {
 }
 
 /// Runs the Lambda runtime loop until the runtime stops it.
-pub async fn run<S, Q, A, T>(app: Arc<App<S, Q, A, T>>) -> Result<(), lambda_http::Error>
+pub async fn run<S, Q, A, T, R>(app: Arc<App<S, Q, A, T, R>>) -> Result<(), lambda_http::Error>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |event: LambdaEvent<Box<RawValue>>| {

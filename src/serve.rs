@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::handler::{BodyProblem, MAX_BODY_BYTES};
-use crate::service::{App, QueueDirectory, RulesSource, TaskAnnotations, TokenSource};
+use crate::service::{App, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -31,8 +31,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until `shutdown` completes; then takes no new connection, answers the requests
 /// already received (within [`DRAIN_TIMEOUT`]) and closes idle connections.
-pub async fn serve<S, Q, A, T>(
-    app: Arc<App<S, Q, A, T>>,
+pub async fn serve<S, Q, A, T, R>(
+    app: Arc<App<S, Q, A, T, R>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -41,6 +41,7 @@ where
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -59,8 +60,8 @@ where
 }
 
 /// Accepts connections until `shutdown` completes.
-async fn accept<S, Q, A, T>(
-    app: Arc<App<S, Q, A, T>>,
+async fn accept<S, Q, A, T, R>(
+    app: Arc<App<S, Q, A, T, R>>,
     listener: &TcpListener,
     connections: &GracefulShutdown,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
@@ -69,6 +70,7 @@ async fn accept<S, Q, A, T>(
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -107,8 +109,8 @@ async fn accept<S, Q, A, T>(
     }
 }
 
-async fn answer<S, Q, A, T>(
-    app: &App<S, Q, A, T>,
+async fn answer<S, Q, A, T, R>(
+    app: &App<S, Q, A, T, R>,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>>
 where
@@ -116,6 +118,7 @@ where
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     let (parts, body) = request.into_parts();
     let (body, problem) = read_body(body).await;

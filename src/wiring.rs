@@ -17,9 +17,12 @@ use crate::sources::{FileRulesError, ssm::ClientError};
 /// The service on its real adapters: rules `S` (the configured source unless a test says
 /// otherwise), TaskRouter's REST API for the queue directory and task annotations, and the
 /// configured auth tokens.
-pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens>;
+pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens, Voice>;
 /// [`service::Settings`] on the real adapters.
-pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens>;
+pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens, Voice>;
+/// Until the Voice API's adapter is in, enforcement is never built (`enforcement: None`),
+/// so no recordings adapter is ever made: this names the type only.
+type Voice = service::memory::Voice;
 /// [`service::Signatures`] on the configured tokens.
 pub type Signatures = service::Signatures<AnyTokens>;
 /// [`service::Mode`] with TaskRouter's REST API as the annotator.
@@ -169,6 +172,8 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
             signatures,
             queue_names,
             mode,
+            enforcement: None,
+            public_events_url: config.public_events_url.clone(),
         },
     })
 }

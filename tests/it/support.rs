@@ -314,26 +314,30 @@ impl InProcess {
     }
 
     /// Serves `app`.
-    pub fn start<S, Q, A, T>(app: conditional_recording::service::App<S, Q, A, T>) -> InProcess
+    pub fn start<S, Q, A, T, R>(
+        app: conditional_recording::service::App<S, Q, A, T, R>,
+    ) -> InProcess
     where
         S: conditional_recording::service::RulesSource,
         Q: conditional_recording::service::QueueDirectory,
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
+        R: conditional_recording::service::Recordings,
     {
         InProcess::run(|| async move { app })
     }
 
     /// Builds the service with `build` on the server's runtime (so what it logs is captured
     /// too), then serves it until stopped.
-    fn run<F, Fut, S, Q, A, T>(build: F) -> InProcess
+    fn run<F, Fut, S, Q, A, T, R>(build: F) -> InProcess
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = conditional_recording::service::App<S, Q, A, T>>,
+        Fut: std::future::Future<Output = conditional_recording::service::App<S, Q, A, T, R>>,
         S: conditional_recording::service::RulesSource,
         Q: conditional_recording::service::QueueDirectory,
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
+        R: conditional_recording::service::Recordings,
     {
         use conditional_recording::logging::{Captured, capture_on_this_thread, init};
         // The subscriber is process-wide; threads that capture nothing still write to stderr.
@@ -904,10 +908,10 @@ pub fn free_port() -> u16 {
 }
 
 /// The service in-process on `rules` (a document's text) with these settings.
-pub fn app_on<Q, A, T>(
+pub fn app_on<Q, A, T, R>(
     rules: &str,
-    settings: conditional_recording::service::Settings<Q, A, T>,
-) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A, T> {
+    settings: conditional_recording::service::Settings<Q, A, T, R>,
+) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A, T, R> {
     let rules = conditional_recording::rules::Rules::from_json(rules).expect("valid rules");
     conditional_recording::service::App {
         rules: conditional_recording::sources::StaticRules::new(rules, "test"),

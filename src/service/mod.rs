@@ -11,13 +11,19 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::config::AnswerMode;
+pub use crate::enforcement::Enforcer;
+use crate::events::EventError;
 use crate::metrics::{self, DecisionRecord};
 pub use crate::ports::{
-    Annotated, AuthTokens, LoadedRules, QueueDirectory, RulesSource, TaskAnnotations, TokenSource,
+    Annotated, AuthTokens, LoadedRules, QueueDirectory, Recordings, RulesSource, TaskAnnotations,
+    TokenSource,
 };
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::signature;
 use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstruction};
+
+mod events;
+pub use events::{Delivery, EventsInbound, Settled};
 
 /// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
 /// done by then, from the callback's arrival, leaving TaskRouter's 5 s a second of margin.
@@ -61,6 +67,12 @@ pub enum Refusal {
     TokensUnavailable,
     #[error(transparent)]
     Callback(#[from] CallbackError),
+    #[error("the events URL has no bodySHA256 parameter, so the body is not signed")]
+    BodyUnsigned,
+    #[error("the body's SHA-256 is not the URL's bodySHA256")]
+    BodyMismatch,
+    #[error(transparent)]
+    Events(EventError),
 }
 
 impl Refusal {
@@ -70,6 +82,8 @@ impl Refusal {
             Refusal::SignatureMissing => Some("missing"),
             Refusal::SignatureInvalid => Some("invalid"),
             Refusal::OtherAccount => Some("other_account"),
+            Refusal::BodyUnsigned => Some("body_unsigned"),
+            Refusal::BodyMismatch => Some("body_mismatch"),
             _ => None,
         }
     }
@@ -77,7 +91,7 @@ impl Refusal {
 
 /// Settings the service needs besides the rules: the other ports (queue directory `Q`, task
 /// annotations `A`, auth tokens `T`) and the policies.
-pub struct Settings<Q, A, T> {
+pub struct Settings<Q, A, T, R> {
     pub fail_policy: FailPolicy,
     /// Callbacks for any other account are refused.
     pub account_sid: Option<String>,
@@ -86,10 +100,15 @@ pub struct Settings<Q, A, T> {
     /// fail policy.
     pub queue_names: Option<Q>,
     pub mode: Mode<A>,
+    /// Enforcement on `/events` (SPEC section 8), with its own ports; `None` when
+    /// `ENFORCEMENT=off` (deliveries are verified, answered 2xx, and nothing else).
+    pub enforcement: Option<Enforcer<A, R>>,
+    /// `PUBLIC_EVENTS_URL`: the only URL an event delivery's signature may cover.
+    pub public_events_url: Option<String>,
 }
 
 /// No queue directory, conference mode, signatures off, the default fail policy.
-impl<Q, A, T> Default for Settings<Q, A, T> {
+impl<Q, A, T, R> Default for Settings<Q, A, T, R> {
     fn default() -> Self {
         Settings {
             fail_policy: FailPolicy::default(),
@@ -97,6 +116,8 @@ impl<Q, A, T> Default for Settings<Q, A, T> {
             signatures: Signatures::Off,
             queue_names: None,
             mode: Mode::Conference,
+            enforcement: None,
+            public_events_url: None,
         }
     }
 }
@@ -133,17 +154,18 @@ pub enum Signatures<T> {
 /// The service: everything a callback needs, built once at start and shared by every
 /// request, behind its ports: rules `S`, and in [`Settings`] the queue directory `Q`, task
 /// annotations `A` and auth tokens `T`.
-pub struct App<S, Q, A, T> {
+pub struct App<S, Q, A, T, R> {
     pub rules: S,
-    pub settings: Settings<Q, A, T>,
+    pub settings: Settings<Q, A, T, R>,
 }
 
-impl<S, Q, A, T> App<S, Q, A, T>
+impl<S, Q, A, T, R> App<S, Q, A, T, R>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
+    R: Recordings,
 {
     /// Verifies, decides, acts (the answer; the stamp in annotate mode) and records one
     /// assignment callback. `Err` is a refusal: no decision is made.
@@ -249,7 +271,13 @@ where
         if decision.reason() != Reason::QueueNameUnresolved {
             return (decision, None);
         }
-        match self.queue_name(callback, started).await {
+        let task = TaskRef {
+            task_sid: &callback.task_sid,
+            account_sid: callback.account_sid.as_deref(),
+            workspace_sid: callback.workspace_sid.as_deref(),
+            queue_sid: callback.task_queue_sid.as_deref(),
+        };
+        match self.queue_name(task, started).await {
             Some(name) => {
                 arrival.queue_name = Some(&name);
                 let decision = rules::decide_arrival(rules, arrival, policy);
@@ -320,19 +348,11 @@ where
 
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
     /// had.
-    async fn queue_name(
-        &self,
-        callback: &AssignmentCallback,
-        started: Instant,
-    ) -> Option<Arc<str>> {
+    async fn queue_name(&self, task: TaskRef<'_>, started: Instant) -> Option<Arc<str>> {
         let names = self.settings.queue_names.as_ref()?;
-        let queue_sid = callback.task_queue_sid.as_deref()?;
+        let queue_sid = task.queue_sid?;
         let left = DECISION_BUDGET.saturating_sub(started.elapsed());
-        let lookup = names.friendly_name(
-            callback.account_sid.as_deref(),
-            callback.workspace_sid.as_deref(),
-            queue_sid,
-        );
+        let lookup = names.friendly_name(task.account_sid, task.workspace_sid, queue_sid);
         let found = match tokio::time::timeout(left, lookup).await {
             Ok(found) => found.map_err(|e| e.to_string()),
             Err(_) => Err(format!(
@@ -344,7 +364,7 @@ where
             Ok(name) => Some(name),
             Err(cause) => {
                 tracing::warn!(
-                    task_sid = %callback.task_sid,
+                    task_sid = %task.task_sid,
                     task_queue_sid = queue_sid,
                     cause = %cause,
                     "queue name unresolved"
@@ -386,6 +406,15 @@ where
             Err(Refusal::SignatureInvalid)
         }
     }
+}
+
+/// The SIDs that say where a task is, for the queue directory.
+#[derive(Clone, Copy)]
+struct TaskRef<'a> {
+    task_sid: &'a str,
+    account_sid: Option<&'a str>,
+    workspace_sid: Option<&'a str>,
+    queue_sid: Option<&'a str>,
 }
 
 /// A decision as it is stamped on a task.
