@@ -12,10 +12,14 @@ use crate::service::{
     App, QueueDirectory, Recordings, RulesSource, Signatures, TaskAnnotations, TokenSource,
     UnknownUrl,
 };
+use crate::service::{Delivery, EventsInbound};
 use crate::taskrouter::{self, CallbackError};
 
-/// The one route. A stage prefix (`/Prod/assignment`) is ignored for routing.
+/// The assignment callback's route. A stage prefix (`/Prod/assignment`) is ignored for
+/// routing.
 pub const ROUTE: &str = "/assignment";
+/// Where TaskRouter events arrive, for enforcement.
+pub const EVENTS_ROUTE: &str = "/events";
 /// The largest callback body accepted; TaskRouter's are a few KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -36,7 +40,7 @@ pub enum BodyProblem {
 /// Why a request gets no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
-    #[error("no such resource; post assignment callbacks to {ROUTE}")]
+    #[error("no such resource; post assignment callbacks to {ROUTE} and events to {EVENTS_ROUTE}")]
     NotFound,
     #[error("method not allowed; use POST")]
     MethodNotAllowed,
@@ -50,6 +54,8 @@ pub enum Rejection {
     MalformedUri,
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     NotAForm,
+    #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
+    NotAnEventDelivery,
     #[error(transparent)]
     Form(#[from] CallbackError),
     #[error(transparent)]
@@ -75,6 +81,7 @@ impl Rejection {
             | Rejection::MalformedUri
             | Rejection::Unreadable
             | Rejection::NotAForm
+            | Rejection::NotAnEventDelivery
             | Rejection::Form(_)
             | Rejection::Refused(Refusal::Callback(_) | Refusal::Events(_)) => {
                 StatusCode::BAD_REQUEST
@@ -94,8 +101,15 @@ where
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = std::time::Instant::now();
-        match self.answer(&request, started).await {
-            Ok(answer) => json_response(StatusCode::OK, answer),
+        let answered = if route_path(&request) == EVENTS_ROUTE {
+            self.answer_events(&request, started).await
+        } else {
+            self.answer(&request, started)
+                .await
+                .map(|body| (StatusCode::OK, body))
+        };
+        match answered {
+            Ok((status, body)) => json_response(status, body),
             Err(rejection) => {
                 let status = rejection.status();
                 tracing::warn!(status = status.as_u16(), error = %rejection, "callback rejected");
@@ -146,16 +160,77 @@ where
         };
         Ok(self.assignment(inbound).await?)
     }
+
+    /// `POST /events`: `200` once every event's work is done, `503` when some is left for a
+    /// redelivery (Event Streams delivers again; the Workspace Event Callback waits for the
+    /// task's next event).
+    async fn answer_events(
+        &self,
+        request: &Request,
+        started: std::time::Instant,
+    ) -> Result<(StatusCode, String), Rejection> {
+        let delivery = event_delivery(request)?;
+        let url = called_url(request).ok_or(if rest_api_query(request) {
+            UnknownUrl::RestApiQuery
+        } else {
+            UnknownUrl::NoHost
+        });
+        let inbound = EventsInbound {
+            delivery,
+            signature: request
+                .headers()
+                .get("x-twilio-signature")
+                .map(|value| value.to_str().unwrap_or_default()),
+            url,
+            request_id: request.lambda_context_ref().map(|c| c.request_id.as_str()),
+            started,
+        };
+        let settled = self.events(inbound).await?;
+        let status = if settled.unfinished > 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        let body = json!({
+            "enforced": settled.enforced,
+            "ignored": settled.ignored,
+            "unreadable": settled.unreadable,
+            "unfinished": settled.unfinished,
+        });
+        Ok((status, body.to_string()))
+    }
 }
 
 /// The checks every face makes on a request before anything in its body is believed, in
 /// one order: the URI, the route, the method, the body, its size, its form. Returns the
 /// form's parameters, repeats kept.
 pub fn form_parameters(request: &Request) -> Result<Vec<(String, String)>, Rejection> {
+    let body = accepted_body(request, ROUTE)?;
+    if !is_form(request) {
+        return Err(Rejection::NotAForm);
+    }
+    Ok(taskrouter::parse_form(body)?)
+}
+
+/// The same checks for an event delivery, then its kind by Content-Type: a form (the
+/// Workspace Event Callback) or JSON (Event Streams).
+pub fn event_delivery(request: &Request) -> Result<Delivery<'_>, Rejection> {
+    let body = accepted_body(request, EVENTS_ROUTE)?;
+    if is_form(request) {
+        return Ok(Delivery::Form(taskrouter::parse_form(body)?));
+    }
+    if content_type_is(request, "application/json") {
+        return Ok(Delivery::Json(body));
+    }
+    Err(Rejection::NotAnEventDelivery)
+}
+
+/// The URI, the route, the method, the body and its size, in that order; the body.
+fn accepted_body<'r>(request: &'r Request, route: &str) -> Result<&'r [u8], Rejection> {
     if request.extensions().get::<BodyProblem>() == Some(&BodyProblem::MalformedUri) {
         return Err(Rejection::MalformedUri);
     }
-    if route_path(request) != ROUTE {
+    if route_path(request) != route {
         return Err(Rejection::NotFound);
     }
     if request.method() != Method::POST {
@@ -171,10 +246,7 @@ pub fn form_parameters(request: &Request) -> Result<Vec<(String, String)>, Rejec
     if body.len() > MAX_BODY_BYTES {
         return Err(Rejection::TooLarge);
     }
-    if !is_form(request) {
-        return Err(Rejection::NotAForm);
-    }
-    Ok(taskrouter::parse_form(body)?)
+    Ok(body)
 }
 
 /// The URL TaskRouter called, rebuilt from the request exactly as sent: scheme
@@ -240,16 +312,17 @@ pub fn route_path(request: &Request) -> &str {
 }
 
 fn is_form(request: &Request) -> bool {
+    content_type_is(request, "application/x-www-form-urlencoded")
+}
+
+/// Whether the request's media type (parameters such as `charset` aside) is `media`.
+fn content_type_is(request: &Request, media: &str) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|found| found.trim().eq_ignore_ascii_case(media))
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
