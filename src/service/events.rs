@@ -38,7 +38,7 @@ pub enum Delivery<'a> {
 pub struct Settled {
     /// Events about calls that were enforced (whatever there was to do).
     pub enforced: usize,
-    /// Events of other types, or about tasks that are not calls, or for another account.
+    /// Events of other types, or about tasks that are not calls.
     pub ignored: usize,
     /// Events that could not be read; the others were still enforced.
     pub unreadable: usize,
@@ -60,9 +60,20 @@ where
         let (verified, loaded) = tokio::join!(self.verify_delivery(&inbound), self.rules.current());
         verified?;
         let read = match &inbound.delivery {
-            Delivery::Form(params) => vec![events::from_form(params)],
+            // A form is one event: if it cannot be read, the delivery is refused.
+            Delivery::Form(params) => vec![Ok(events::from_form(params)?)],
             Delivery::Json(body) => events::from_cloud_events(body).map_err(Refusal::Events)?,
         };
+        // A delivery with an event for another account is refused whole, as a callback is.
+        if let Some(account) = &self.settings.account_sid {
+            let other = |event: &Result<Delivered, EventError>| match event {
+                Ok(Delivered::Task(event)) => event.account_sid.as_deref() != Some(account),
+                _ => false,
+            };
+            if read.iter().any(other) {
+                return Err(Refusal::OtherAccount);
+            }
+        }
         let mut settled = Settled::default();
         let Some(enforcer) = &self.settings.enforcement else {
             // ENFORCEMENT=off: a signed delivery is acknowledged, and nothing else happens.
@@ -83,13 +94,6 @@ where
                     continue;
                 }
             };
-            if let Some(account) = &self.settings.account_sid
-                && event.account_sid.as_deref() != Some(account.as_str())
-            {
-                tracing::warn!(task_sid = %event.task_sid, "event for another account ignored");
-                settled.ignored += 1;
-                continue;
-            }
             let queue_name = match &event.task_queue_name {
                 Some(name) => Some(std::sync::Arc::from(name.as_str())),
                 None => {

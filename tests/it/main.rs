@@ -11,6 +11,7 @@ mod support;
 mod annotate;
 mod audit;
 mod cli;
+mod events;
 mod faults;
 mod flex_tasks;
 mod lambda_events;

@@ -304,18 +304,33 @@ impl InProcess {
         })
         .expect("a valid configuration");
         InProcess::run(|| async move {
-            conditional_recording::wiring::build(
+            let app = conditional_recording::wiring::build(
                 &config,
                 conditional_recording::wiring::Face::Serve,
             )
             .await
-            .expect("the service starts")
+            .expect("the service starts");
+            std::sync::Arc::new(app)
         })
     }
 
     /// Serves `app`.
     pub fn start<S, Q, A, T, R>(
         app: conditional_recording::service::App<S, Q, A, T, R>,
+    ) -> InProcess
+    where
+        S: conditional_recording::service::RulesSource,
+        Q: conditional_recording::service::QueueDirectory,
+        A: conditional_recording::service::TaskAnnotations,
+        T: conditional_recording::service::TokenSource,
+        R: conditional_recording::service::Recordings,
+    {
+        InProcess::start_shared(std::sync::Arc::new(app))
+    }
+
+    /// Serves `app`, which the test keeps a handle on (to look at its in-memory adapters).
+    pub fn start_shared<S, Q, A, T, R>(
+        app: std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R>>,
     ) -> InProcess
     where
         S: conditional_recording::service::RulesSource,
@@ -332,7 +347,9 @@ impl InProcess {
     fn run<F, Fut, S, Q, A, T, R>(build: F) -> InProcess
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = conditional_recording::service::App<S, Q, A, T, R>>,
+        Fut: std::future::Future<
+                Output = std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R>>,
+            >,
         S: conditional_recording::service::RulesSource,
         Q: conditional_recording::service::QueueDirectory,
         A: conditional_recording::service::TaskAnnotations,
@@ -359,7 +376,7 @@ impl InProcess {
                 .build()
                 .expect("a runtime");
             runtime.block_on(async move {
-                let app = std::sync::Arc::new(build().await);
+                let app = build().await;
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
                 let shutdown = async move {

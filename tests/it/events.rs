@@ -1,0 +1,319 @@
+//! `POST /events` over HTTP: `serve`'s server in-process on the in-memory task annotations
+//! and Voice API, fed both deliveries (the Workspace Event Callback's signed form, and an
+//! Event Streams JSON batch signed through its `bodySHA256`), genuine and hostile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use conditional_recording::ports::RecordingStatus;
+use conditional_recording::service::memory::{
+    Queues, Tasks, Tokens, Voice, VoiceRecording, VoiceState,
+};
+use conditional_recording::service::{App, Enforcer, Settings, Signatures};
+use conditional_recording::signature::{sha256_hex, sign};
+use conditional_recording::sources::StaticRules;
+use serde_json::{Value, json};
+
+use crate::support::{
+    Callback, Http, InProcess, Response, TOKEN, app_on, host, request, test_tokens,
+};
+
+const CONFERENCE: &str = "CF0123456789abcdef0123456789abcdef";
+const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+/// Every inbound call is excluded, so its recordings must go.
+const RULES: &str =
+    r#"{"enabled": true, "exclude_attributes": [{"key": "direction", "value": "inbound"}]}"#;
+
+type MemoryApp = App<StaticRules, Queues, Tasks, Tokens, Voice>;
+
+/// An inbound call with its conference, recording.
+fn call() -> Callback {
+    let attributes = json!({
+        "call_sid": "CA0123456789abcdef0123456789abcdef",
+        "direction": "inbound",
+        "conference": {"sid": CONFERENCE},
+    });
+    Callback::new(&attributes.to_string())
+}
+
+/// The service with enforcement on (unless `off`), for `callback`'s task, its conference
+/// recording in progress; callbacks for accounts other than `account` refused, when set.
+fn app(callback: &Callback, off: bool, account: Option<&str>) -> MemoryApp {
+    let tasks = Tasks(Mutex::new(HashMap::from([(
+        callback.get("TaskSid").to_owned(),
+        serde_json::from_str::<Value>(callback.get("TaskAttributes")).unwrap(),
+    )])));
+    let recordings = Voice(Mutex::new(VoiceState {
+        recordings: vec![VoiceRecording {
+            sid: RECORDING.into(),
+            of: CONFERENCE.into(),
+            status: RecordingStatus::InProgress,
+        }],
+        ..VoiceState::default()
+    }));
+    app_on(
+        RULES,
+        Settings {
+            signatures: Signatures::Enforce {
+                tokens: Arc::new(Tokens(test_tokens())),
+                public_url: None,
+            },
+            account_sid: account.map(str::to_owned),
+            enforcement: (!off).then_some(Enforcer {
+                annotations: tasks,
+                recordings,
+            }),
+            ..Settings::default()
+        },
+    )
+}
+
+/// A server on its own app, and a way to read the app's recording afterwards.
+struct Setup {
+    server: InProcess,
+    app: Arc<MemoryApp>,
+}
+
+impl Setup {
+    fn start(callback: &Callback, off: bool, account: Option<&str>) -> Setup {
+        let app = Arc::new(app(callback, off, account));
+        let server = InProcess::start_shared(Arc::clone(&app));
+        Setup { server, app }
+    }
+
+    fn recording(&self) -> Option<RecordingStatus> {
+        let enforcer = self.app.settings.enforcement.as_ref()?;
+        enforcer.recordings.status(RECORDING)
+    }
+
+    fn events_url(&self, query: &str) -> String {
+        format!("http://{}/events{query}", self.server.addr)
+    }
+
+    /// A Workspace Event Callback, signed with `token` for the events URL.
+    fn post_form(&self, params: &[(String, String)], token: Option<&str>) -> Response {
+        let url = self.events_url("");
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let signature = token.map(|token| sign(token, &url, params));
+        let mut headers = vec![
+            ("Host", host(&url)),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(signature) = &signature {
+            headers.push(("X-Twilio-Signature", signature));
+        }
+        self.server
+            .send(&request("POST", "/events", &headers, body.as_bytes()))
+    }
+
+    /// An Event Streams delivery of `body`, its URL naming `hash`, signed with `token`.
+    fn post_json(&self, body: &[u8], hash: &str, token: &str) -> Response {
+        let query = format!("?bodySHA256={hash}");
+        let url = self.events_url(&query);
+        let signature = sign(token, &url, &[]);
+        let path = format!("/events{query}");
+        self.server.send(&request(
+            "POST",
+            &path,
+            &[
+                ("Host", host(&url)),
+                ("Content-Type", "application/json"),
+                ("X-Twilio-Signature", &signature),
+            ],
+            body,
+        ))
+    }
+}
+
+fn form(callback: &Callback) -> Vec<(String, String)> {
+    let mut params = vec![
+        ("EventType".to_owned(), "reservation.accepted".to_owned()),
+        ("ResourceType".to_owned(), "reservation".to_owned()),
+    ];
+    for name in [
+        "AccountSid",
+        "WorkspaceSid",
+        "TaskSid",
+        "ReservationSid",
+        "TaskAttributes",
+        "TaskQueueSid",
+    ] {
+        params.push((name.to_owned(), callback.get(name).to_owned()));
+    }
+    params
+}
+
+fn cloud_event(callback: &Callback) -> Value {
+    json!({
+        "specversion": "1.0",
+        "type": "com.twilio.taskrouter.reservation.accepted",
+        "source": "/v1/Workspaces",
+        "id": "EZ0123456789abcdef0123456789abcdef",
+        "data": {"payload": {
+            "account_sid": callback.get("AccountSid"),
+            "workspace_sid": callback.get("WorkspaceSid"),
+            "task_sid": callback.get("TaskSid"),
+            "reservation_sid": callback.get("ReservationSid"),
+            "task_attributes": callback.get("TaskAttributes"),
+            "task_queue_sid": callback.get("TaskQueueSid"),
+            "task_channel_unique_name": "voice",
+        }}
+    })
+}
+
+#[test]
+fn a_signed_workspace_event_enforces_and_forged_ones_are_refused_before_any_rest_call() {
+    let callback = call();
+    let setup = Setup::start(&callback, false, Some(callback.get("AccountSid")));
+    let params = form(&callback);
+
+    setup.post_form(&params, None).expect_error(403);
+    setup
+        .post_form(&params, Some("another-token"))
+        .expect_error(403);
+    let mut tampered = params.clone();
+    tampered.push(("TaskQueueName".into(), "Sales".into()));
+    let url = setup.events_url("");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&tampered)
+        .finish();
+    let signature = sign(TOKEN, &url, &params);
+    setup
+        .server
+        .send(&request(
+            "POST",
+            "/events",
+            &[
+                ("Host", host(&url)),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &signature),
+            ],
+            body.as_bytes(),
+        ))
+        .expect_error(403);
+    let mut elsewhere = params.clone();
+    for (name, value) in &mut elsewhere {
+        if name == "AccountSid" {
+            *value = "AC0123456789abcdef0123456789abcdef".into();
+        }
+    }
+    setup.post_form(&elsewhere, Some(TOKEN)).expect_error(403);
+    assert_eq!(setup.recording(), Some(RecordingStatus::InProgress));
+    let enforcer = setup.app.settings.enforcement.as_ref().unwrap();
+    assert!(
+        enforcer.recordings.0.lock().unwrap().requests.is_empty(),
+        "no REST call for a refused delivery"
+    );
+
+    let answer = setup.post_form(&params, Some(TOKEN)).expect_json(200);
+    assert_eq!(answer["enforced"], 1, "{answer}");
+    assert_eq!(setup.recording(), None, "stopped and deleted");
+    // A duplicate changes nothing and is answered alike.
+    assert_eq!(
+        setup.post_form(&params, Some(TOKEN)).expect_json(200)["enforced"],
+        1
+    );
+}
+
+#[test]
+fn an_event_streams_batch_is_checked_against_its_body_and_read_event_by_event() {
+    let callback = call();
+    let setup = Setup::start(&callback, false, None);
+    let body = json!([cloud_event(&callback), {"type": 7}, {"type": "com.twilio.taskrouter.worker.created"}])
+        .to_string();
+    let hash = sha256_hex(body.as_bytes());
+
+    setup
+        .post_json(body.as_bytes(), &sha256_hex(b"[]"), TOKEN)
+        .expect_error(403);
+    setup
+        .post_json(body.as_bytes(), &hash, "another-token")
+        .expect_error(403);
+    assert_eq!(setup.recording(), Some(RecordingStatus::InProgress));
+
+    let answer = setup
+        .post_json(body.as_bytes(), &hash, TOKEN)
+        .expect_json(200);
+    assert_eq!(
+        answer,
+        json!({"enforced": 1, "ignored": 1, "unreadable": 1, "unfinished": 0})
+    );
+    assert_eq!(setup.recording(), None);
+}
+
+#[test]
+fn malformed_partial_oversized_and_unknown_deliveries_get_a_clear_4xx() {
+    let callback = call();
+    let setup = Setup::start(&callback, false, None);
+    for body in [&b"{"[..], b"{\"type\": 1}", b"\xff\xfe", b""] {
+        let error = setup
+            .post_json(body, &sha256_hex(body), TOKEN)
+            .expect_error(400);
+        assert!(error.contains("JSON") || error.contains("array"), "{error}");
+    }
+    let big = vec![b' '; 300 * 1024];
+    let mut connection = setup.server.connect();
+    let writer = connection.send_in_background(request(
+        "POST",
+        "/events",
+        &[("Content-Type", "application/json")],
+        &big,
+    ));
+    connection.response().expect_error(413);
+    writer.join().expect("the writer thread");
+    let text = setup.server.send(&request(
+        "POST",
+        "/events",
+        &[("Content-Type", "text/plain")],
+        b"hello",
+    ));
+    assert!(text.expect_error(400).contains("application/json"));
+    setup
+        .server
+        .send(&request("GET", "/events", &[], b""))
+        .expect_error(405);
+    // A form without EventType.
+    let mut params = form(&callback);
+    params.retain(|(name, _)| name != "EventType");
+    assert!(
+        setup
+            .post_form(&params, Some(TOKEN))
+            .expect_error(400)
+            .contains("EventType")
+    );
+    assert_eq!(setup.recording(), Some(RecordingStatus::InProgress));
+}
+
+#[test]
+fn with_enforcement_off_a_signed_delivery_gets_2xx_and_nothing_happens() {
+    let callback = call();
+    let setup = Setup::start(&callback, true, None);
+    let answer = setup
+        .post_form(&form(&callback), Some(TOKEN))
+        .expect_json(200);
+    assert_eq!(answer["enforced"], 0, "{answer}");
+    setup.post_form(&form(&callback), None).expect_error(403);
+}
+
+#[test]
+fn a_failed_stop_answers_503_and_a_redelivery_finishes_the_job() {
+    let callback = call();
+    let setup = Setup::start(&callback, false, None);
+    let enforcer = setup.app.settings.enforcement.as_ref().unwrap();
+    let state = &enforcer.recordings.0;
+    state.lock().unwrap().failing_stops.push(RECORDING.into());
+    let body = json!([cloud_event(&callback)]).to_string();
+    let hash = sha256_hex(body.as_bytes());
+    let answer = setup
+        .post_json(body.as_bytes(), &hash, TOKEN)
+        .expect_json(503);
+    assert_eq!(answer["unfinished"], 1, "{answer}");
+    assert_eq!(setup.recording(), Some(RecordingStatus::InProgress));
+    state.lock().unwrap().failing_stops.clear();
+    setup
+        .post_json(body.as_bytes(), &hash, TOKEN)
+        .expect_json(200);
+    assert_eq!(setup.recording(), None);
+}
