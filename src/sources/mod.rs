@@ -6,6 +6,7 @@ pub mod https;
 pub mod ssm;
 pub mod taskrouter_api;
 pub mod tokens;
+pub mod voice_api;
 
 use std::sync::Arc;
 

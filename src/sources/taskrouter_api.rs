@@ -1,6 +1,6 @@
 //! The TaskRouter REST API: queue friendly names (for rules that name queues) and task
 //! annotations (annotate mode). One HTTP client, built once, on the HTTPS stack SSM uses too
-//! (see `https`).
+//! (see `https`); the Voice API's adapter (`voice_api`) sends through it as well.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -67,16 +67,38 @@ pub enum ApiError {
     Busy,
 }
 
-/// An answer from TaskRouter.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// Why [`TaskRouterApi::send`] got no answer; each API's adapter says it in its own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error("no auth token is available")]
+    NoToken,
+    #[error("the callback has no {0}")]
+    Missing(&'static str),
+    #[error("the request failed: {0}")]
+    Transport(String),
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> ApiError {
+        match error {
+            SendError::NoToken => ApiError::NoToken,
+            SendError::Missing(what) => ApiError::Missing(what),
+            SendError::Transport(detail) => ApiError::Transport(detail),
+        }
+    }
+}
+
+/// An answer from a Twilio REST API.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The REST client with its credentials.
+/// The REST client with its credentials, for one base URL: TaskRouter's, or (for
+/// `voice_api`) the Voice API's.
 pub struct TaskRouterApi {
     client: HttpClient,
     base_url: String,
@@ -93,24 +115,25 @@ impl TaskRouterApi {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The base URL followed by `path` (which starts with `/`).
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
     /// Sends a request with each credential in turn until one is not refused (tokens rotate).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         account_sid: Option<&str>,
         method: Method,
         url: &str,
         headers: &[(hyper::header::HeaderName, &str)],
         body: Option<String>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, SendError> {
         let authorizations = match &self.credentials {
             Credentials::ApiKey { sid, secret } => vec![basic(sid, secret)],
             Credentials::AuthToken(tokens) => {
-                let account_sid = account_sid.ok_or(ApiError::Missing("AccountSid"))?;
-                let tokens = tokens.current().await.ok_or(ApiError::NoToken)?;
+                let account_sid = account_sid.ok_or(SendError::Missing("AccountSid"))?;
+                let tokens = tokens.current().await.ok_or(SendError::NoToken)?;
                 tokens
                     .as_slice()
                     .iter()
@@ -135,17 +158,17 @@ impl TaskRouterApi {
             let body = Full::new(body.clone().map(Bytes::from).unwrap_or_default());
             let request = request
                 .body(body)
-                .map_err(|e| ApiError::Transport(e.to_string()))?;
+                .map_err(|e| SendError::Transport(e.to_string()))?;
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+                .map_err(|e| SendError::Transport(error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| ApiError::Transport(e.to_string()))?
+                .map_err(|e| SendError::Transport(e.to_string()))?
                 .to_bytes();
             let answer = Answer {
                 status: parts.status,
@@ -157,7 +180,7 @@ impl TaskRouterApi {
             }
             refused = Some(answer);
         }
-        refused.ok_or(ApiError::NoToken)
+        refused.ok_or(SendError::NoToken)
     }
 }
 
@@ -412,7 +435,7 @@ impl<'de> serde::Deserialize<'de> for Members {
 
 /// A `Retry-After` value (RFC 9110): seconds, however many digits, or an HTTP date (a date
 /// already past is no wait). `None` when it is neither.
-fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));

@@ -1,8 +1,8 @@
 //! The integration tests, one crate: the real binary in `serve` and Lambda modes, the SSM
 //! emulator (moto), Twilio's SDKs, the Lambda runtime emulator and a TaskRouter stand-in,
 //! each started by the test that needs it on 127.0.0.1. Shared helpers: `support` (the binary,
-//! a raw HTTP/1.1 client, signed callbacks, fixtures), `standin` (the TaskRouter REST API),
-//! `moto` (SSM).
+//! a raw HTTP/1.1 client, signed callbacks, fixtures), `standin` (the TaskRouter and Voice
+//! REST APIs), `moto` (SSM).
 
 mod moto;
 mod standin;
@@ -27,3 +27,4 @@ mod signature_props;
 mod signature_sdk;
 mod signatures;
 mod ssm;
+mod voice_api;

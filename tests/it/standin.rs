@@ -1,4 +1,4 @@
-//! A local stand-in for Twilio's TaskRouter REST API: a hyper (HTTP/1.1, keep-alive) server
+//! A local stand-in for Twilio's TaskRouter and Voice REST APIs: a hyper (HTTP/1.1, keep-alive) server
 //! on 127.0.0.1 (port 0), on a tokio runtime of its own on a background thread, that speaks
 //! the documented resources with Twilio's JSON shapes, checks HTTP Basic credentials,
 //! injects faults on demand, and records every request so tests can count calls. It stops
@@ -9,8 +9,14 @@
 //! concurrency: every Task answer carries an `ETag` (its revision), a `POST` whose
 //! `If-Match` names another revision is refused with `412`, and `attributes` is a JSON
 //! string, as Twilio returns it. Tests can change a task behind the client's back right
-//! after serving it ([`StandIn::on_next_get`]), the way a concurrent writer would. Another
-//! resource is one more [`Resource`] variant and one more arm in [`Shared::route`].
+//! after serving it ([`StandIn::on_next_get`]), the way a concurrent writer would.
+//!
+//! Voice API resources (`/2010-04-01/Accounts/{AccountSid}/...`, for enforcement): the
+//! in-progress conference by `FriendlyName` and `Status` (`Conferences.json`), a conference's
+//! participants, a conference's and a call's recordings (lists in Twilio's paged envelope,
+//! followed through `next_page_uri`), stopping a recording (`POST` with `Status=stopped`) and
+//! deleting one (`DELETE Recordings/{RE}.json`, `204`). Another resource is one more
+//! [`Resource`] variant and one more arm in [`Shared::route`].
 
 // Each test crate uses a different part of this module.
 
@@ -63,6 +69,9 @@ pub enum Fault {
     RateLimited(Option<String>),
     /// Reads the request and never answers, until the stand-in stops.
     Hang,
+    /// Serves the request as usual (any change it makes is made at once), but answers only
+    /// after this long.
+    Delay(Duration),
 }
 
 /// One request as received.
@@ -77,7 +86,8 @@ pub struct Recorded {
     /// Names lowercased, in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// The status the stand-in answered with; `None` while unanswered (a hang).
+    /// The status the stand-in answered (or, for a [`Fault::Delay`], will answer) with;
+    /// `None` for a hang.
     pub answered: Option<u16>,
     /// The `ETag` the stand-in answered with, if any.
     pub answered_etag: Option<String>,
@@ -300,6 +310,97 @@ impl StandIn {
             .filter(|r| r.path() == path)
             .collect()
     }
+
+    /// Adds a conference of the account (`status`: `init`, `in-progress`, `completed`), or
+    /// replaces one with the same SID, keeping its participants. TaskRouter names the
+    /// conference of a task after it: `friendly_name` is then the TaskSid.
+    pub fn add_conference(&self, account_sid: &str, sid: &str, friendly_name: &str, status: &str) {
+        let mut state = self.shared.state();
+        let participants = match state.conferences.iter().position(|c| c.sid == sid) {
+            Some(at) => state.conferences.remove(at).participants,
+            None => Vec::new(),
+        };
+        state.conferences.push(Conference {
+            account: account_sid.to_owned(),
+            sid: sid.to_owned(),
+            friendly_name: friendly_name.to_owned(),
+            status: status.to_owned(),
+            participants,
+            date_created: rfc2822(SystemTime::now()),
+        });
+    }
+
+    /// Puts a call in a conference added before (a test's mistake otherwise: it panics).
+    pub fn add_participant(&self, conference_sid: &str, call_sid: &str) {
+        let mut state = self.shared.state();
+        let conference = state
+            .conferences
+            .iter_mut()
+            .find(|c| c.sid == conference_sid)
+            .unwrap_or_else(|| panic!("add conference {conference_sid} before its participants"));
+        conference.participants.push(call_sid.to_owned());
+    }
+
+    /// Adds a recording of the account's conference or call with this `status`
+    /// (`in-progress`, `paused`, `stopped`, `processing`, `completed`, `absent`).
+    pub fn add_recording(&self, account_sid: &str, of: Of, sid: &str, status: &str) {
+        self.shared.state().recordings.push(VoiceRecording {
+            account: account_sid.to_owned(),
+            sid: sid.to_owned(),
+            of,
+            status: status.to_owned(),
+            created: Instant::now(),
+            date_created: rfc2822(SystemTime::now()),
+        });
+    }
+
+    /// A recording's `status`; `None` once it is deleted (or was never added).
+    pub fn recording_status(&self, sid: &str) -> Option<String> {
+        let state = self.shared.state();
+        let recording = state.recordings.iter().find(|r| r.sid == sid)?;
+        Some(recording.status.clone())
+    }
+
+    /// Moves a recording on, as Twilio does after a stop (`processing`, then `completed`).
+    pub fn set_recording_status(&self, sid: &str, status: &str) {
+        let mut state = self.shared.state();
+        if let Some(recording) = state.recordings.iter_mut().find(|r| r.sid == sid) {
+            recording.status = status.to_owned();
+        }
+    }
+
+    /// Every Voice API page holds at most `n` items from now on, whatever `PageSize` asks:
+    /// short lists then span several pages.
+    pub fn cap_page_size(&self, n: usize) {
+        self.shared.state().page_size_cap = Some(n.max(1));
+    }
+
+    /// The requests to the Voice API, in arrival order.
+    pub fn voice_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path().starts_with(VOICE_PREFIX))
+            .collect()
+    }
+}
+
+/// What a recording belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Of {
+    /// A conference (`CF...`).
+    Conference(String),
+    /// A call (`CA...`).
+    Call(String),
+}
+
+impl Of {
+    /// The other SID a Twilio recording names: `(conference_sid, call_sid)`.
+    fn sids(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Of::Conference(sid) => (Some(sid), None),
+            Of::Call(sid) => (None, Some(sid)),
+        }
+    }
 }
 
 impl Drop for StandIn {
@@ -322,6 +423,12 @@ pub fn queue_path(workspace_sid: &str, queue_sid: &str) -> String {
 /// `/v1/Workspaces/{WorkspaceSid}/Tasks/{TaskSid}`.
 pub fn task_path(workspace_sid: &str, task_sid: &str) -> String {
     format!("/v1/Workspaces/{workspace_sid}/Tasks/{task_sid}")
+}
+
+/// A time as the Voice API (`2010-04-01`) writes it: RFC 2822, UTC
+/// (`Tue, 04 Mar 2025 09:15:00 +0000`).
+fn rfc2822(time: SystemTime) -> String {
+    httpdate::fmt_http_date(time).replace(" GMT", " +0000")
 }
 
 /// A time as TaskRouter writes it: ISO 8601 / RFC 3339, UTC, whole seconds
@@ -379,6 +486,12 @@ struct State {
     method_faults: HashMap<String, VecDeque<Fault>>,
     fault: Option<Fault>,
     requests: Vec<Recorded>,
+    /// Voice API conferences, in the order they were added.
+    conferences: Vec<Conference>,
+    /// Voice API recordings, in the order they were added; a deleted one is removed.
+    recordings: Vec<VoiceRecording>,
+    /// The most items a Voice API page holds, when a test set it.
+    page_size_cap: Option<usize>,
 }
 
 impl State {
@@ -434,6 +547,27 @@ impl Task {
     }
 }
 
+/// A Voice API conference.
+struct Conference {
+    account: String,
+    sid: String,
+    friendly_name: String,
+    status: String,
+    /// The participants' call SIDs.
+    participants: Vec<String>,
+    date_created: String,
+}
+
+/// A Voice API recording.
+struct VoiceRecording {
+    account: String,
+    sid: String,
+    of: Of,
+    status: String,
+    created: Instant,
+    date_created: String,
+}
+
 /// What another writer does to a task right after a `GET` of it.
 enum AfterGet {
     Edit(Box<dyn FnOnce(&mut Value) + Send>),
@@ -442,9 +576,43 @@ enum AfterGet {
 
 /// A resource the stand-in serves, parsed from a path.
 enum Resource<'a> {
-    TaskQueue { workspace: &'a str, queue: &'a str },
-    Task { workspace: &'a str, task: &'a str },
+    TaskQueue {
+        workspace: &'a str,
+        queue: &'a str,
+    },
+    Task {
+        workspace: &'a str,
+        task: &'a str,
+    },
+    /// `/2010-04-01/Accounts/{AC}/Conferences.json`.
+    Conferences {
+        account: &'a str,
+    },
+    /// `.../Conferences/{CF}/Participants.json`.
+    Participants {
+        account: &'a str,
+        conference: &'a str,
+    },
+    /// `.../Conferences/{CF}/Recordings.json`, `.../Calls/{CA}/Recordings.json`.
+    RecordingsOf {
+        account: &'a str,
+        of: Of,
+    },
+    /// `.../Conferences/{CF}/Recordings/{RE}.json`, `.../Calls/{CA}/Recordings/{RE}.json`.
+    RecordingOf {
+        account: &'a str,
+        of: Of,
+        recording: &'a str,
+    },
+    /// `.../Recordings/{RE}.json`.
+    Recording {
+        account: &'a str,
+        recording: &'a str,
+    },
 }
+
+/// Where the Voice API's paths start.
+const VOICE_PREFIX: &str = "/2010-04-01/Accounts/";
 
 impl<'a> Resource<'a> {
     fn parse(path: &'a str) -> Option<Resource<'a>> {
@@ -456,6 +624,49 @@ impl<'a> Resource<'a> {
             ["v1", "Workspaces", workspace, "Tasks", task] => {
                 Some(Resource::Task { workspace, task })
             }
+            ["2010-04-01", "Accounts", account, rest @ ..] => Resource::voice(account, rest),
+            _ => None,
+        }
+    }
+
+    /// The account in a Voice API resource's path; `None` for TaskRouter's.
+    fn voice_account(&self) -> Option<&'a str> {
+        match self {
+            Resource::TaskQueue { .. } | Resource::Task { .. } => None,
+            Resource::Conferences { account }
+            | Resource::Participants { account, .. }
+            | Resource::RecordingsOf { account, .. }
+            | Resource::RecordingOf { account, .. }
+            | Resource::Recording { account, .. } => Some(account),
+        }
+    }
+
+    /// A Voice API resource of the account, from the segments after its SID.
+    fn voice(account: &'a str, rest: &[&'a str]) -> Option<Resource<'a>> {
+        let of = |kind: &str, sid: &str| match kind {
+            "Conferences" => Some(Of::Conference(sid.to_owned())),
+            "Calls" => Some(Of::Call(sid.to_owned())),
+            _ => None,
+        };
+        match rest {
+            ["Conferences.json"] => Some(Resource::Conferences { account }),
+            ["Conferences", conference, "Participants.json"] => Some(Resource::Participants {
+                account,
+                conference,
+            }),
+            [kind, sid, "Recordings.json"] => Some(Resource::RecordingsOf {
+                account,
+                of: of(kind, sid)?,
+            }),
+            [kind, sid, "Recordings", recording] => Some(Resource::RecordingOf {
+                account,
+                of: of(kind, sid)?,
+                recording: recording.strip_suffix(".json")?,
+            }),
+            ["Recordings", recording] => Some(Resource::Recording {
+                account,
+                recording: recording.strip_suffix(".json")?,
+            }),
             _ => None,
         }
     }
@@ -464,13 +675,16 @@ impl<'a> Resource<'a> {
 /// What a connection does with a request.
 enum Action {
     Reply(Reply),
+    /// This reply, after this long.
+    Later(Duration, Reply),
     Hang,
 }
 
 struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
-    body: Value,
+    /// JSON; `None` for an answer with no body (`204`).
+    body: Option<Value>,
 }
 
 impl Reply {
@@ -478,7 +692,16 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body,
+            body: Some(body),
+        }
+    }
+
+    /// `204 No Content`, the answer to a `DELETE` that worked.
+    fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            headers: Vec::new(),
+            body: None,
         }
     }
 
@@ -499,7 +722,7 @@ impl Shared {
         let index = state.requests.len();
         state.requests.push(request.clone());
         let action = self.act(&mut state, &request);
-        if let Action::Reply(reply) = &action {
+        if let Action::Reply(reply) | Action::Later(_, reply) = &action {
             let recorded = &mut state.requests[index];
             recorded.answered = Some(reply.status);
             recorded.answered_etag = reply
@@ -523,7 +746,7 @@ impl Shared {
                     .and_then(VecDeque::pop_front)
             })
             .or_else(|| state.fault.clone());
-        match fault {
+        let delay = match fault {
             Some(Fault::Hang) => return Action::Hang,
             Some(Fault::Status(status)) => {
                 return Action::Reply(error_for_status(status, request.path()));
@@ -535,18 +758,34 @@ impl Shared {
                     None => reply,
                 });
             }
-            None => {}
-        }
-        let Some(account) = authenticate(state, request) else {
-            return Action::Reply(unauthorized());
+            Some(Fault::Delay(delay)) => Some(delay),
+            None => None,
         };
-        Action::Reply(self.route(state, request, &account))
+        let reply = match authenticate(state, request) {
+            Some(account) => self.route(state, request, &account),
+            None => unauthorized(),
+        };
+        match delay {
+            Some(delay) => Action::Later(delay, reply),
+            None => Action::Reply(reply),
+        }
     }
 
     fn route(&self, state: &mut State, request: &Recorded, account: &str) -> Reply {
         let path = request.path();
-        match (Resource::parse(path), request.method.as_str()) {
-            (Some(Resource::TaskQueue { workspace, queue }), "GET") => {
+        let Some(resource) = Resource::parse(path) else {
+            return not_found(path);
+        };
+        // Another account's Voice resources do not exist for this one (the stand-in knows no
+        // subaccounts).
+        if resource
+            .voice_account()
+            .is_some_and(|owner| owner != account)
+        {
+            return not_found(path);
+        }
+        match (resource, request.method.as_str()) {
+            (Resource::TaskQueue { workspace, queue }, "GET") => {
                 match state.queues.get(&(workspace.to_owned(), queue.to_owned())) {
                     Some(name) => {
                         Reply::json(200, self.task_queue(account, workspace, queue, name))
@@ -554,14 +793,26 @@ impl Shared {
                     None => not_found(path),
                 }
             }
-            (Some(Resource::Task { workspace, task }), "GET") => {
+            (Resource::Task { workspace, task }, "GET") => {
                 self.fetch_task(state, account, workspace, task)
             }
-            (Some(Resource::Task { workspace, task }), "POST") => {
+            (Resource::Task { workspace, task }, "POST") => {
                 self.update_task(state, request, account, workspace, task)
             }
-            (Some(_), _) => twilio_error(405, 20004, "Method not allowed"),
-            (None, _) => not_found(path),
+            (Resource::Conferences { .. }, "GET") => self.list_conferences(state, request, account),
+            (Resource::Participants { conference, .. }, "GET") => {
+                self.list_participants(state, request, account, conference)
+            }
+            (Resource::RecordingsOf { of, .. }, "GET") => {
+                self.list_recordings(state, request, account, &of)
+            }
+            (Resource::RecordingOf { of, recording, .. }, "POST") => {
+                self.update_recording(state, request, account, &of, recording)
+            }
+            (Resource::Recording { recording, .. }, "DELETE") => {
+                delete_recording(state, account, recording, path)
+            }
+            _ => twilio_error(405, 20004, "Method not allowed"),
         }
     }
 
@@ -740,6 +991,301 @@ impl Shared {
             },
         })
     }
+
+    /// `GET Conferences.json`: the account's conferences, filtered by `FriendlyName` and
+    /// `Status` when given, oldest first.
+    fn list_conferences(&self, state: &State, request: &Recorded, account: &str) -> Reply {
+        let query = query(request);
+        let wanted = |name: &str, value: &str| {
+            query
+                .iter()
+                .find(|(n, _)| n == name)
+                .is_none_or(|(_, v)| v == value)
+        };
+        let items = state
+            .conferences
+            .iter()
+            .filter(|c| c.account == account)
+            .filter(|c| wanted("FriendlyName", &c.friendly_name) && wanted("Status", &c.status))
+            .map(|c| (c.sid.clone(), conference_json(c)))
+            .collect();
+        page(state, request, "conferences", items)
+    }
+
+    /// `GET Participants.json` of a conference: its calls. A conference the account does not
+    /// have has none (an assumption: the stand-in answers an empty list, not `404`).
+    fn list_participants(
+        &self,
+        state: &State,
+        request: &Recorded,
+        account: &str,
+        conference: &str,
+    ) -> Reply {
+        let items = state
+            .conferences
+            .iter()
+            .filter(|c| c.account == account && c.sid == conference)
+            .flat_map(|c| c.participants.iter().map(move |call| (c, call)))
+            .map(|(c, call)| (call.clone(), participant_json(c, call)))
+            .collect();
+        page(state, request, "participants", items)
+    }
+
+    /// `GET Recordings.json` of a conference or a call. One with no recordings, or unknown,
+    /// answers an empty list (an assumption, as for participants).
+    fn list_recordings(&self, state: &State, request: &Recorded, account: &str, of: &Of) -> Reply {
+        let items = state
+            .recordings
+            .iter()
+            .filter(|r| r.account == account && &r.of == of)
+            .map(|r| (r.sid.clone(), recording_json(r)))
+            .collect();
+        page(state, request, "recordings", items)
+    }
+
+    /// `POST` a conference's or a call's recording with `Status` (`stopped`, `paused`,
+    /// `in-progress`). A recording of something else, or gone, is `404`. Assumption: a
+    /// recording that no longer runs (`processing`, `completed`, `absent`, or `stopped` asked
+    /// to run again) refuses a change with `400` and Twilio's 21220 ("Invalid state"); asking
+    /// a stopped one to stop again is answered with it as it is.
+    fn update_recording(
+        &self,
+        state: &mut State,
+        request: &Recorded,
+        account: &str,
+        of: &Of,
+        sid: &str,
+    ) -> Reply {
+        let form = if request
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+        {
+            request.form()
+        } else {
+            Vec::new()
+        };
+        let wanted = form
+            .iter()
+            .find(|(name, _)| name == "Status")
+            .map(|(_, value)| value.as_str());
+        let Some(recording) = state
+            .recordings
+            .iter_mut()
+            .find(|r| r.sid == sid && r.account == account && &r.of == of)
+        else {
+            return not_found(request.path());
+        };
+        match (recording.status.as_str(), wanted) {
+            (_, None) => return twilio_error(400, 20001, "Missing required parameter Status"),
+            ("in-progress" | "paused", Some(status @ ("stopped" | "paused" | "in-progress"))) => {
+                recording.status = status.to_owned();
+            }
+            ("stopped", Some("stopped")) => {}
+            (_, Some("stopped" | "paused" | "in-progress")) => {
+                return twilio_error(400, 21220, "Invalid state for the requested recording");
+            }
+            (_, Some(_)) => {
+                return twilio_error(400, 20001, "Status must be stopped, paused or in-progress");
+            }
+        }
+        Reply::json(200, recording_json(recording))
+    }
+}
+
+/// `DELETE Recordings/{RE}.json`: `204`, or `404` when the account has no such recording.
+/// Assumption: Twilio will not delete a recording that is still being made or processed
+/// (`in-progress`, `paused`, `processing`) and answers `400` with its error 20009 ("Cannot
+/// delete this resource before it is complete"); the product must stop it first, and retry
+/// once it is finished.
+fn delete_recording(state: &mut State, account: &str, sid: &str, path: &str) -> Reply {
+    let Some(at) = state
+        .recordings
+        .iter()
+        .position(|r| r.sid == sid && r.account == account)
+    else {
+        return not_found(path);
+    };
+    if matches!(
+        state.recordings[at].status.as_str(),
+        "in-progress" | "paused" | "processing"
+    ) {
+        return twilio_error(
+            400,
+            20009,
+            "Cannot delete this resource before it is complete",
+        );
+    }
+    state.recordings.remove(at);
+    Reply::no_content()
+}
+
+/// The request's query pairs, decoded, in order.
+fn query(request: &Recorded) -> Vec<(String, String)> {
+    let query = request.target.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// One page of a Voice API list, in Twilio's envelope, from `(key, item)` pairs in order.
+/// `PageSize` (50 when absent, at most 1000, and at most a test's cap) items from the one
+/// after `PageToken` (`PA` and the previous page's last key), or from `Page` times the size;
+/// `next_page_uri` repeats the filters with the next `Page` and `PageToken`.
+fn page(state: &State, request: &Recorded, key: &str, items: Vec<(String, Value)>) -> Reply {
+    let query = query(request);
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let size = param("PageSize")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000)
+        .min(state.page_size_cap.unwrap_or(usize::MAX));
+    let number = param("Page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let after_token = param("PageToken")
+        .and_then(|token| token.strip_prefix("PA"))
+        .and_then(|last| items.iter().position(|(key, _)| key == last))
+        .map(|at| at + 1);
+    let start = after_token
+        .unwrap_or(number.saturating_mul(size))
+        .min(items.len());
+    let end = start.saturating_add(size).min(items.len());
+    let filters: Vec<(&str, &str)> = query
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "PageSize" | "Page" | "PageToken"))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let path = request.path();
+    let page_uri = |number: usize, token: Option<&str>| {
+        let mut uri = form_urlencoded::Serializer::new(String::new());
+        uri.extend_pairs(&filters);
+        uri.append_pair("PageSize", &size.to_string());
+        uri.append_pair("Page", &number.to_string());
+        if let Some(token) = token {
+            uri.append_pair("PageToken", &format!("PA{token}"));
+        }
+        format!("{path}?{}", uri.finish())
+    };
+    let next = (end < items.len()).then(|| page_uri(number + 1, Some(&items[end - 1].0)));
+    let previous = (number > 0).then(|| page_uri(number - 1, None));
+    let listed: Vec<Value> = items[start..end].iter().map(|(_, v)| v.clone()).collect();
+    let mut body = json!({
+        "end": end.saturating_sub(1).max(start),
+        "first_page_uri": page_uri(0, None),
+        "next_page_uri": next,
+        "page": number,
+        "page_size": size,
+        "previous_page_uri": previous,
+        "start": start,
+        "uri": request.target,
+    });
+    body[key] = Value::Array(listed);
+    Reply::json(200, body)
+}
+
+/// `/2010-04-01/Accounts/{AC}`: where an account's Voice resources are.
+fn account_uri(account: &str) -> String {
+    format!("{VOICE_PREFIX}{account}")
+}
+
+/// A conference as the Voice API's reference shows it.
+fn conference_json(conference: &Conference) -> Value {
+    let uri = format!(
+        "{}/Conferences/{}",
+        account_uri(&conference.account),
+        conference.sid
+    );
+    json!({
+        "account_sid": conference.account,
+        "api_version": "2010-04-01",
+        "call_sid_ending_conference": null,
+        "date_created": conference.date_created,
+        "date_updated": conference.date_created,
+        "friendly_name": conference.friendly_name,
+        "reason_conference_ended": null,
+        "region": "us1",
+        "sid": conference.sid,
+        "status": conference.status,
+        "subresource_uris": {
+            "participants": format!("{uri}/Participants.json"),
+            "recordings": format!("{uri}/Recordings.json"),
+        },
+        "uri": format!("{uri}.json"),
+    })
+}
+
+/// A participant as the Voice API's reference shows it.
+fn participant_json(conference: &Conference, call_sid: &str) -> Value {
+    json!({
+        "account_sid": conference.account,
+        "call_sid": call_sid,
+        "call_sid_to_coach": null,
+        "coaching": false,
+        "conference_sid": conference.sid,
+        "date_created": conference.date_created,
+        "date_updated": conference.date_created,
+        "end_conference_on_exit": false,
+        "hold": false,
+        "label": null,
+        "muted": false,
+        "queue_time": "0",
+        "start_conference_on_enter": true,
+        "status": "connected",
+        "uri": format!(
+            "{}/Conferences/{}/Participants/{call_sid}.json",
+            account_uri(&conference.account),
+            conference.sid
+        ),
+    })
+}
+
+/// A recording as the Voice API's reference shows it: `duration` is `-1` while it runs.
+fn recording_json(recording: &VoiceRecording) -> Value {
+    let (conference_sid, call_sid) = recording.of.sids();
+    let uri = format!(
+        "{}/Recordings/{}",
+        account_uri(&recording.account),
+        recording.sid
+    );
+    let running = matches!(recording.status.as_str(), "in-progress" | "paused");
+    let duration = if running {
+        "-1".to_owned()
+    } else {
+        recording.created.elapsed().as_secs().to_string()
+    };
+    let source = match recording.of {
+        Of::Conference(_) => "StartConferenceRecordingAPI",
+        Of::Call(_) => "StartCallRecordingAPI",
+    };
+    json!({
+        "account_sid": recording.account,
+        "api_version": "2010-04-01",
+        "call_sid": call_sid,
+        "channels": 2,
+        "conference_sid": conference_sid,
+        "date_created": recording.date_created,
+        "date_updated": recording.date_created,
+        "duration": duration,
+        "encryption_details": null,
+        "error_code": null,
+        "media_url": format!("https://api.twilio.com{uri}"),
+        "price": null,
+        "price_unit": "USD",
+        "sid": recording.sid,
+        "source": source,
+        "start_time": recording.date_created,
+        "status": recording.status,
+        "subresource_uris": {
+            "add_on_results": format!("{uri}/AddOnResults.json"),
+            "transcriptions": format!("{uri}/Transcriptions.json"),
+        },
+        "uri": format!("{uri}.json"),
+    })
 }
 
 /// The account the caller authenticated as: the Account SID itself, or the account of an
@@ -895,6 +1441,10 @@ async fn answer(
     };
     match shared.respond(recorded(&head, body)) {
         Action::Reply(reply) => Ok(response(&reply)),
+        Action::Later(delay, reply) => {
+            tokio::time::sleep(delay).await;
+            Ok(response(&reply))
+        }
         // Never answered: the connection stays open until the stand-in stops and closes it.
         Action::Hang => std::future::pending().await,
     }
@@ -955,15 +1505,22 @@ fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((username.to_owned(), password.to_owned()))
 }
 
-/// The reply as JSON with its status and extra headers; hyper adds `Content-Length`, and
+/// The reply as JSON (or, for `204`, no body) with its status and extra headers; hyper adds `Content-Length`, and
 /// `Connection: close` when the client asked for it. A status outside HTTP's range is a
 /// test's mistake, answered `500`; so is a header value HTTP cannot carry, left out.
 fn response(reply: &Reply) -> hyper::Response<Full<Bytes>> {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body.to_string())));
+    let body = reply
+        .body
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if reply.body.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     for (name, value) in &reply.headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),

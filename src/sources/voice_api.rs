@@ -1,0 +1,661 @@
+//! The Voice REST API (`/2010-04-01`): where a call's recordings are, and stopping and
+//! deleting them, for enforcement (SPEC section 8). It sends through the TaskRouter adapter's
+//! client and credentials ([`TaskRouterApi`]), built with the Voice API's base URL
+//! (`https://api.twilio.com`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
+use hyper::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::taskrouter_api::{Answer, SendError, TaskRouterApi, retry_after};
+use crate::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
+use crate::sid::is_sid;
+
+/// Each request's limit: enforcement has 4 s per delivery for a lookup, a few lists, stops
+/// and deletes, so one stuck request must leave room for the `503` that asks for a retry.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Pages read at most for one list. A call has a handful of recordings and a conference a
+/// handful of participants: a longer list is a fault, not something to read to the end.
+pub const MAX_PAGES: usize = 10;
+/// Items asked for per page: one page holds any real call's list.
+const PAGE_SIZE: &str = "50";
+/// Where the Voice API's account resources are.
+const ACCOUNTS: &str = "/2010-04-01/Accounts";
+
+/// What the adapter was doing, named in its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// The in-progress conference named after a task.
+    ConferenceLookup,
+    /// A conference's participants.
+    Participants,
+    /// A conference's or a call's recordings.
+    List,
+    Stop,
+    Delete,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::ConferenceLookup => "conference lookup",
+            Operation::Participants => "participants",
+            Operation::List => "list",
+            Operation::Stop => "stop",
+            Operation::Delete => "delete",
+        })
+    }
+}
+
+/// A Voice API request that failed. Its `Display` is one line that names the answer and the
+/// operation, never a URL, a credential or anything the caller said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoiceError {
+    #[error("Voice API answered {status} on {operation}")]
+    Status { operation: Operation, status: u16 },
+    /// `429`, with how long it asks the caller to wait, when it says.
+    #[error("Voice API answered 429 on {operation}{}", retry_note(.retry_after))]
+    RateLimited {
+        operation: Operation,
+        retry_after: Option<Duration>,
+    },
+    #[error("no answer from the Voice API within {} ms on {operation}", REQUEST_TIMEOUT.as_millis())]
+    Timeout { operation: Operation },
+    #[error("the Voice API's answer to {operation} is not what it documents: {detail}")]
+    Malformed {
+        operation: Operation,
+        detail: &'static str,
+    },
+    #[error("more than {MAX_PAGES} pages from the Voice API on {operation}")]
+    TooManyPages { operation: Operation },
+    #[error("the request to the Voice API failed on {operation}: {detail}")]
+    Transport {
+        operation: Operation,
+        detail: String,
+    },
+    #[error("no auth token is available for the Voice API on {operation}")]
+    NoToken { operation: Operation },
+    #[error("no {what} for the Voice API on {operation}")]
+    Missing {
+        operation: Operation,
+        what: &'static str,
+    },
+    /// A SID of the wrong shape: it would have gone into a URL path, so nothing was sent.
+    #[error("not a {kind} SID, so nothing was sent to the Voice API on {operation}")]
+    NotASid {
+        operation: Operation,
+        kind: &'static str,
+    },
+}
+
+/// ` (retry after N s)` when the `429` said how long.
+fn retry_note(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|wait| format!(" (retry after {} s)", wait.as_secs()))
+        .unwrap_or_default()
+}
+
+impl VoiceError {
+    /// The client's failure to get an answer, in this operation's words.
+    fn unsent(error: SendError, operation: Operation) -> VoiceError {
+        match error {
+            SendError::NoToken => VoiceError::NoToken { operation },
+            SendError::Missing(what) => VoiceError::Missing { operation, what },
+            SendError::Transport(detail) => VoiceError::Transport { operation, detail },
+        }
+    }
+
+    /// An answer that is neither success nor (for stop and delete) `404`.
+    fn refused(status: StatusCode, headers: &HeaderMap, operation: Operation) -> VoiceError {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+            return VoiceError::RateLimited {
+                operation,
+                retry_after,
+            };
+        }
+        VoiceError::Status {
+            operation,
+            status: status.as_u16(),
+        }
+    }
+}
+
+/// The Voice API, through a [`TaskRouterApi`] built with its base URL.
+pub struct VoiceApi {
+    api: Arc<TaskRouterApi>,
+}
+
+impl VoiceApi {
+    pub fn new(api: Arc<TaskRouterApi>) -> VoiceApi {
+        VoiceApi { api }
+    }
+
+    /// One request, with [`REQUEST_TIMEOUT`]; `form` is sent as a form body.
+    async fn request(
+        &self,
+        operation: Operation,
+        account_sid: &str,
+        method: Method,
+        target: &str,
+        form: Option<String>,
+    ) -> Result<Answer, VoiceError> {
+        let url = self.api.url(target);
+        let form_type = [(CONTENT_TYPE, "application/x-www-form-urlencoded")];
+        let headers: &[_] = if form.is_some() { &form_type } else { &[] };
+        let sent = self
+            .api
+            .send(Some(account_sid), method, &url, headers, form);
+        tokio::time::timeout(REQUEST_TIMEOUT, sent)
+            .await
+            .map_err(|_| VoiceError::Timeout { operation })?
+            .map_err(|e| VoiceError::unsent(e, operation))
+    }
+
+    /// Every item of a list, page after page (Twilio's `next_page_uri`), up to [`MAX_PAGES`].
+    /// `target` is the first page's path and query.
+    async fn list_all<T: Listed>(
+        &self,
+        operation: Operation,
+        account_sid: &str,
+        target: String,
+    ) -> Result<Vec<T>, VoiceError> {
+        let path = target.split('?').next().unwrap_or_default().to_owned();
+        let mut items = Vec::new();
+        let mut next = Some(target);
+        for _ in 0..MAX_PAGES {
+            let Some(target) = next.take() else {
+                return Ok(items);
+            };
+            let answer = self
+                .request(operation, account_sid, Method::GET, &target, None)
+                .await?;
+            if !answer.status.is_success() {
+                return Err(VoiceError::refused(
+                    answer.status,
+                    &answer.headers,
+                    operation,
+                ));
+            }
+            let page = parse_page(&answer.body, &path)
+                .map_err(|detail| VoiceError::Malformed { operation, detail })?;
+            items.extend(page.items);
+            next = page.next;
+        }
+        match next {
+            None => Ok(items),
+            Some(_) => Err(VoiceError::TooManyPages { operation }),
+        }
+    }
+
+    /// Sends a stop or a delete: done on success, already done on `404`.
+    async fn act(
+        &self,
+        operation: Operation,
+        account_sid: &str,
+        method: Method,
+        target: &str,
+        form: Option<String>,
+    ) -> Result<Done, VoiceError> {
+        let answer = self
+            .request(operation, account_sid, method, target, form)
+            .await?;
+        match answer.status {
+            status if status.is_success() => Ok(Done::Now),
+            StatusCode::NOT_FOUND => Ok(Done::AlreadyGone),
+            status => Err(VoiceError::refused(status, &answer.headers, operation)),
+        }
+    }
+}
+
+impl Recordings for VoiceApi {
+    type Error = VoiceError;
+
+    /// Asks for the in-progress conference named after the task, and checks the answer says
+    /// so too: stopping another conference's recordings would be worse than finding none.
+    async fn conference_for_task(
+        &self,
+        account_sid: &str,
+        task_sid: &str,
+    ) -> Result<Option<String>, VoiceError> {
+        let operation = Operation::ConferenceLookup;
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let task_sid = checked(task_sid, "WT", operation)?;
+        let target = with_query(
+            &format!("{ACCOUNTS}/{account_sid}/Conferences.json"),
+            &[("FriendlyName", task_sid), ("Status", "in-progress")],
+        );
+        let conferences: Vec<Conference> = self.list_all(operation, account_sid, target).await?;
+        Ok(in_progress_for(conferences, task_sid))
+    }
+
+    async fn participant_calls(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+    ) -> Result<Vec<String>, VoiceError> {
+        let operation = Operation::Participants;
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let conference_sid = checked(conference_sid, "CF", operation)?;
+        let target = with_query(
+            &format!("{ACCOUNTS}/{account_sid}/Conferences/{conference_sid}/Participants.json"),
+            &[],
+        );
+        let participants: Vec<Participant> = self.list_all(operation, account_sid, target).await?;
+        Ok(participants.into_iter().map(|p| p.call_sid).collect())
+    }
+
+    async fn list(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+    ) -> Result<Vec<Recording>, VoiceError> {
+        let operation = Operation::List;
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let parent = parent_path(account_sid, of, operation)?;
+        let target = with_query(&format!("{parent}/Recordings.json"), &[]);
+        let listed: Vec<ListedRecording> = self.list_all(operation, account_sid, target).await?;
+        Ok(listed
+            .into_iter()
+            .map(|r| Recording {
+                status: RecordingStatus::parse(&r.status),
+                sid: r.sid,
+            })
+            .collect())
+    }
+
+    async fn stop(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+    ) -> Result<Done, VoiceError> {
+        let operation = Operation::Stop;
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let parent = parent_path(account_sid, of, operation)?;
+        let recording_sid = checked(recording_sid, "RE", operation)?;
+        let target = format!("{parent}/Recordings/{recording_sid}.json");
+        let form = Some("Status=stopped".to_owned());
+        self.act(operation, account_sid, Method::POST, &target, form)
+            .await
+    }
+
+    async fn delete(&self, account_sid: &str, recording_sid: &str) -> Result<Done, VoiceError> {
+        let operation = Operation::Delete;
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let recording_sid = checked(recording_sid, "RE", operation)?;
+        let target = format!("{ACCOUNTS}/{account_sid}/Recordings/{recording_sid}.json");
+        self.act(operation, account_sid, Method::DELETE, &target, None)
+            .await
+    }
+}
+
+/// `value` when it is a SID of this kind: only such text goes into a URL path.
+fn checked<'a>(
+    value: &'a str,
+    kind: &'static str,
+    operation: Operation,
+) -> Result<&'a str, VoiceError> {
+    if is_sid(value, kind) {
+        Ok(value)
+    } else {
+        Err(VoiceError::NotASid { operation, kind })
+    }
+}
+
+/// The path of what a recording belongs to: a conference or a call of the account.
+fn parent_path(
+    account_sid: &str,
+    of: Recorded<'_>,
+    operation: Operation,
+) -> Result<String, VoiceError> {
+    Ok(match of {
+        Recorded::Conference(sid) => {
+            let sid = checked(sid, "CF", operation)?;
+            format!("{ACCOUNTS}/{account_sid}/Conferences/{sid}")
+        }
+        Recorded::Call(sid) => {
+            let sid = checked(sid, "CA", operation)?;
+            format!("{ACCOUNTS}/{account_sid}/Calls/{sid}")
+        }
+    })
+}
+
+/// The SID of the first conference that is in progress and named after the task.
+fn in_progress_for(conferences: Vec<Conference>, task_sid: &str) -> Option<String> {
+    conferences
+        .into_iter()
+        .find(|c| c.friendly_name == task_sid && c.status == "in-progress")
+        .map(|c| c.sid)
+}
+
+/// A list's first page: the path, these filters and [`PAGE_SIZE`], form-encoded.
+fn with_query(path: &str, filters: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(filters);
+    query.append_pair("PageSize", PAGE_SIZE);
+    format!("{path}?{}", query.finish())
+}
+
+/// An item of a Voice API list, as far as the adapter reads it.
+trait Listed: DeserializeOwned {
+    /// The member of a page that holds the list.
+    const KEY: &'static str;
+
+    /// Whether its SIDs have their shape: they go into later requests' paths.
+    fn well_formed(&self) -> bool;
+}
+
+/// A conference, as far as the lookup reads it.
+#[derive(Debug, Deserialize)]
+struct Conference {
+    sid: String,
+    friendly_name: String,
+    status: String,
+}
+
+impl Listed for Conference {
+    const KEY: &'static str = "conferences";
+
+    fn well_formed(&self) -> bool {
+        is_sid(&self.sid, "CF")
+    }
+}
+
+/// A participant: its call.
+#[derive(Debug, Deserialize)]
+struct Participant {
+    call_sid: String,
+}
+
+impl Listed for Participant {
+    const KEY: &'static str = "participants";
+
+    fn well_formed(&self) -> bool {
+        is_sid(&self.call_sid, "CA")
+    }
+}
+
+/// A recording as listed; `status` is read by [`RecordingStatus::parse`].
+#[derive(Debug, Deserialize)]
+struct ListedRecording {
+    sid: String,
+    status: String,
+}
+
+impl Listed for ListedRecording {
+    const KEY: &'static str = "recordings";
+
+    fn well_formed(&self) -> bool {
+        is_sid(&self.sid, "RE")
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+struct Page<T> {
+    items: Vec<T>,
+    /// The next page's path and query, relative to the base URL.
+    next: Option<String>,
+}
+
+/// Reads a page, each item well formed. The next page must be of the same list (`path`) and
+/// be text a URL can carry: the base URL comes first, so the API can never send the
+/// credentials elsewhere.
+fn parse_page<T: Listed>(body: &[u8], path: &str) -> Result<Page<T>, &'static str> {
+    let mut page: Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    let list = page.get_mut(T::KEY).map(Value::take).ok_or("no list")?;
+    let items: Vec<T> =
+        serde_json::from_value(list).map_err(|_| "an item lacks a field it documents")?;
+    if !items.iter().all(T::well_formed) {
+        return Err("an item has a SID of the wrong shape");
+    }
+    let next = match page.get("next_page_uri") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(next)) if is_next_page(next, path) => Some(next.clone()),
+        Some(_) => return Err("next_page_uri is not a page of the same list"),
+    };
+    Ok(Page { items, next })
+}
+
+/// Whether `next` is `path` with a query of plain URL characters.
+fn is_next_page(next: &str, path: &str) -> bool {
+    next.strip_prefix(path)
+        .and_then(|rest| rest.strip_prefix('?'))
+        .is_some_and(|query| query.bytes().all(|b| b.is_ascii_graphic() && b != b'#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AC: &str = "AC0123456789abcdef0123456789abcdef";
+    const CF: &str = "CF0123456789abcdef0123456789abcdef";
+    const RE: &str = "RE0123456789abcdef0123456789abcdef";
+    const RECORDINGS: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls/CA0123456789abcdef0123456789abcdef/Recordings.json";
+
+    fn recordings_page(body: &Value) -> Result<Page<ListedRecording>, &'static str> {
+        parse_page(body.to_string().as_bytes(), RECORDINGS)
+    }
+
+    #[test]
+    fn a_page_of_recordings_as_twilio_documents_it() {
+        let next = format!("{RECORDINGS}?PageSize=50&Page=1&PageToken=PA{}", &RE[2..]);
+        let body = serde_json::json!({
+            "end": 0, "first_page_uri": format!("{RECORDINGS}?PageSize=50&Page=0"),
+            "next_page_uri": next, "page": 0, "page_size": 50, "previous_page_uri": null,
+            "start": 0, "uri": format!("{RECORDINGS}?PageSize=50&Page=0"),
+            "recordings": [{
+                "account_sid": AC, "api_version": "2010-04-01", "call_sid": null,
+                "conference_sid": CF, "date_created": "Fri, 14 Oct 2016 21:56:34 +0000",
+                "duration": "-1", "sid": RE, "status": "in-progress", "channels": 2,
+                "source": "StartConferenceRecordingAPI", "price": null,
+                "uri": format!("/2010-04-01/Accounts/{AC}/Recordings/{RE}.json"),
+            }],
+        });
+        let page = recordings_page(&body).unwrap();
+        assert_eq!(page.next.as_deref(), Some(next.as_str()));
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].sid, RE);
+        assert_eq!(
+            RecordingStatus::parse(&page.items[0].status),
+            RecordingStatus::InProgress
+        );
+    }
+
+    #[test]
+    fn the_conference_is_the_one_in_progress_named_after_the_task() {
+        const WT: &str = "WT0123456789abcdef0123456789abcdef";
+        let path = format!("{ACCOUNTS}/{AC}/Conferences.json");
+        let conference = |sid: &str, name: &str, status: &str| {
+            serde_json::json!({
+                "account_sid": AC, "api_version": "2010-04-01",
+                "call_sid_ending_conference": null, "friendly_name": name,
+                "date_created": "Tue, 04 Mar 2025 09:15:00 +0000", "region": "us1",
+                "reason_conference_ended": null, "sid": sid, "status": status,
+                "uri": format!("{path}/{sid}.json"),
+            })
+        };
+        let other = "CFfedcba9876543210fedcba9876543210";
+        let body = serde_json::json!({
+            "conferences": [
+                conference(other, WT, "completed"),
+                conference(other, "WTfedcba9876543210fedcba9876543210", "in-progress"),
+                conference(CF, WT, "in-progress"),
+            ],
+            "next_page_uri": null, "page": 0, "page_size": 50,
+        });
+        let page: Page<Conference> = parse_page(body.to_string().as_bytes(), &path).unwrap();
+        assert_eq!(in_progress_for(page.items, WT).as_deref(), Some(CF));
+        let finished = serde_json::json!({"conferences": [conference(CF, WT, "completed")]});
+        let page: Page<Conference> = parse_page(finished.to_string().as_bytes(), &path).unwrap();
+        assert_eq!(in_progress_for(page.items, WT), None);
+        let bad = serde_json::json!({"conferences": [conference("CF1", WT, "in-progress")]});
+        let bad = parse_page::<Conference>(bad.to_string().as_bytes(), &path);
+        assert_eq!(bad.err(), Some("an item has a SID of the wrong shape"));
+    }
+
+    #[test]
+    fn participants_are_their_calls() {
+        const CA: &str = "CA0123456789abcdef0123456789abcdef";
+        let path = format!("{ACCOUNTS}/{AC}/Conferences/{CF}/Participants.json");
+        let body = serde_json::json!({
+            "participants": [{
+                "account_sid": AC, "call_sid": CA, "conference_sid": CF, "coaching": false,
+                "end_conference_on_exit": false, "hold": false, "label": "customer",
+                "muted": false, "start_conference_on_enter": true, "status": "connected",
+                "uri": format!("{path}/{CA}.json"),
+            }],
+            "next_page_uri": format!("{path}?PageSize=50&Page=1&PageToken=PA{CA}"),
+        });
+        let page: Page<Participant> = parse_page(body.to_string().as_bytes(), &path).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].call_sid, CA);
+        assert!(page.next.is_some());
+        let no_call = serde_json::json!({"participants": [{"call_sid": null}]});
+        let no_call = parse_page::<Participant>(no_call.to_string().as_bytes(), &path);
+        assert_eq!(no_call.err(), Some("an item lacks a field it documents"));
+    }
+
+    #[test]
+    fn the_last_page_and_an_empty_list_have_no_next() {
+        let last = recordings_page(&serde_json::json!({"recordings": [], "next_page_uri": null}));
+        assert!(
+            last.as_ref()
+                .is_ok_and(|p| p.items.is_empty() && p.next.is_none())
+        );
+        let bare = recordings_page(&serde_json::json!({"recordings": []}));
+        assert!(bare.is_ok_and(|p| p.next.is_none()));
+    }
+
+    #[test]
+    fn what_the_api_does_not_document_is_refused() {
+        let item = |sid: &str| serde_json::json!({"sid": sid, "status": "completed"});
+        let cases = [
+            (serde_json::json!([]), "no list"),
+            (serde_json::json!({"calls": []}), "no list"),
+            (
+                serde_json::json!({"recordings": {}}),
+                "an item lacks a field it documents",
+            ),
+            (
+                serde_json::json!({"recordings": [{"sid": RE}]}),
+                "an item lacks a field it documents",
+            ),
+            (
+                serde_json::json!({"recordings": [item("RE../../Calls")]}),
+                "an item has a SID of the wrong shape",
+            ),
+            (
+                serde_json::json!({"recordings": [item(RE)], "next_page_uri": 1}),
+                "next_page_uri is not a page of the same list",
+            ),
+        ];
+        for (body, detail) in cases {
+            assert_eq!(recordings_page(&body).err(), Some(detail), "{body}");
+        }
+        let not_json = parse_page::<ListedRecording>(b"<html>", RECORDINGS);
+        assert_eq!(not_json.err(), Some("not JSON"));
+    }
+
+    #[test]
+    fn a_next_page_is_the_same_list_with_a_plain_query() {
+        let same = format!("{RECORDINGS}?Page=1&PageToken=PAabc");
+        assert!(is_next_page(&same, RECORDINGS));
+        for elsewhere in [
+            "https://attacker.example/x?Page=1".to_owned(),
+            "//attacker.example/x?Page=1".to_owned(),
+            format!("{RECORDINGS}/../../Recordings.json?Page=1"),
+            format!("{RECORDINGS}?Page=1 2"),
+            format!("{RECORDINGS}?Page=1#x"),
+            format!("{RECORDINGS}?Page=1\r\nHost: x"),
+            RECORDINGS.to_owned(),
+        ] {
+            assert!(!is_next_page(&elsewhere, RECORDINGS), "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_answer_and_the_operation_in_one_line() {
+        let mut headers = HeaderMap::new();
+        let limited = |headers: &HeaderMap| {
+            VoiceError::refused(StatusCode::TOO_MANY_REQUESTS, headers, Operation::List)
+        };
+        assert_eq!(
+            limited(&headers).to_string(),
+            "Voice API answered 429 on list"
+        );
+        headers.insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("2"));
+        assert_eq!(
+            limited(&headers).to_string(),
+            "Voice API answered 429 on list (retry after 2 s)"
+        );
+        let failed =
+            VoiceError::refused(StatusCode::INTERNAL_SERVER_ERROR, &headers, Operation::Stop);
+        assert_eq!(failed.to_string(), "Voice API answered 500 on stop");
+        assert_eq!(
+            VoiceError::Timeout {
+                operation: Operation::Delete
+            }
+            .to_string(),
+            "no answer from the Voice API within 1500 ms on delete"
+        );
+        assert_eq!(
+            VoiceError::unsent(SendError::NoToken, Operation::ConferenceLookup).to_string(),
+            "no auth token is available for the Voice API on conference lookup"
+        );
+    }
+
+    #[test]
+    fn only_sids_of_the_right_kind_reach_a_path() {
+        let op = Operation::Stop;
+        assert_eq!(checked(CF, "CF", op), Ok(CF));
+        for bad in [
+            "",
+            "CF",
+            "CF0123456789ABCDEF0123456789ABCDEF",
+            "../../Recordings",
+            RE,
+        ] {
+            assert_eq!(
+                checked(bad, "CF", op),
+                Err(VoiceError::NotASid {
+                    operation: op,
+                    kind: "CF"
+                })
+            );
+        }
+        assert_eq!(
+            parent_path(AC, Recorded::Call(CF), op),
+            Err(VoiceError::NotASid {
+                operation: op,
+                kind: "CA"
+            })
+        );
+        assert_eq!(
+            parent_path(AC, Recorded::Conference(CF), op).as_deref(),
+            Ok(format!("{ACCOUNTS}/{AC}/Conferences/{CF}").as_str())
+        );
+    }
+
+    #[test]
+    fn a_lookup_filters_by_name_and_status_and_asks_for_full_pages() {
+        let target = with_query(
+            "/x.json",
+            &[("FriendlyName", "WT1 &?"), ("Status", "in-progress")],
+        );
+        assert_eq!(
+            target,
+            "/x.json?FriendlyName=WT1+%26%3F&Status=in-progress&PageSize=50"
+        );
+    }
+}
