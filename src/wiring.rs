@@ -11,6 +11,7 @@ use crate::sources::cache::{Cached, FETCH_DEADLINE, FetchError, Fetched, SystemC
 use crate::sources::https::RootsError;
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AnyTokens, AuthTokens, NoToken};
+use crate::sources::voice_api::VoiceApi;
 use crate::sources::{AnyRules, StaticRules, parse_rules, ssm};
 use crate::sources::{FileRulesError, ssm::ClientError};
 
@@ -20,9 +21,8 @@ use crate::sources::{FileRulesError, ssm::ClientError};
 pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens, Voice>;
 /// [`service::Settings`] on the real adapters.
 pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens, Voice>;
-/// Until the Voice API's adapter is in, enforcement is never built (`enforcement: None`),
-/// so no recordings adapter is ever made: this names the type only.
-type Voice = service::memory::Voice;
+/// The Voice API, for enforcement's recordings.
+type Voice = VoiceApi;
 /// [`service::Signatures`] on the configured tokens.
 pub type Signatures = service::Signatures<AnyTokens>;
 /// [`service::Mode`] with TaskRouter's REST API as the annotator.
@@ -51,6 +51,10 @@ pub enum StartError {
         "ANSWER_MODE=annotate writes decisions through the TaskRouter REST API: set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
     )]
     AnnotateWithoutCredentials,
+    #[error(
+        "ENFORCEMENT=on stops and deletes recordings through the Voice API: set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET, or ENFORCEMENT=off"
+    )]
+    EnforcementWithoutCredentials,
     #[error(transparent)]
     Ssm(#[from] ClientError),
     #[error(transparent)]
@@ -122,7 +126,8 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
         }
     };
 
-    let credentials = match (&config.api_key, &tokens) {
+    // The same credentials for both Twilio APIs; each client has its own base URL.
+    let credentials = || match (&config.api_key, &tokens) {
         (Some((sid, secret)), _) => Some(Credentials::ApiKey {
             sid: sid.clone(),
             secret: secret.0.clone(),
@@ -130,9 +135,29 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
         (None, Some(tokens)) => Some(Credentials::AuthToken(Arc::clone(tokens))),
         (None, None) => None,
     };
-    let api = credentials
+    let api = credentials()
         .map(|credentials| TaskRouterApi::new(&config.api_base_url, credentials).map(Arc::new))
         .transpose()?;
+    let enforcement = match (config.enforcement, credentials(), &api) {
+        (false, _, _) => None,
+        (true, Some(credentials), Some(api)) => {
+            let voice = TaskRouterApi::new(&config.voice_api_base_url, credentials)?;
+            Some(service::Enforcer {
+                annotations: Annotator::new(Arc::clone(api)),
+                recordings: VoiceApi::new(Arc::new(voice)),
+            })
+        }
+        (true, _, _) if face == Face::Lambda => {
+            return Err(StartError::EnforcementWithoutCredentials);
+        }
+        (true, _, _) => {
+            tracing::warn!(
+                "no TaskRouter credentials (TWILIO_AUTH_TOKEN, TWILIO_AUTH_TOKEN_PARAMETER or \
+                 TWILIO_API_KEY): /events acknowledges deliveries and enforces nothing"
+            );
+            None
+        }
+    };
     let queue_names = api.clone().map(|api| QueueNames::new(api, config.ttl));
     let mode = match (config.mode, api) {
         (AnswerMode::Conference, _) => Mode::Conference,
@@ -172,7 +197,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
             signatures,
             queue_names,
             mode,
-            enforcement: None,
+            enforcement,
             public_events_url: config.public_events_url.clone(),
         },
     })
