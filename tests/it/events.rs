@@ -18,8 +18,8 @@ use crate::support::{
     Callback, Http, InProcess, Response, TOKEN, app_on, host, request, test_tokens,
 };
 
-const CONFERENCE: &str = "CF0123456789abcdef0123456789abcdef";
-const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+const CONFERENCE: &str = "CFfedcba9876543210fedcba9876543210";
+const RECORDING: &str = "REfedcba9876543210fedcba9876543210";
 /// Every inbound call is excluded, so its recordings must go.
 const RULES: &str =
     r#"{"enabled": true, "exclude_attributes": [{"key": "direction", "value": "inbound"}]}"#;
@@ -29,7 +29,7 @@ type MemoryApp = App<StaticRules, Queues, Tasks, Tokens, Voice>;
 /// An inbound call with its conference, recording.
 fn call() -> Callback {
     let attributes = json!({
-        "call_sid": "CA0123456789abcdef0123456789abcdef",
+        "call_sid": "CAfedcba9876543210fedcba9876543210",
         "direction": "inbound",
         "conference": {"sid": CONFERENCE},
     });
@@ -316,4 +316,93 @@ fn a_failed_stop_answers_503_and_a_redelivery_finishes_the_job() {
         .post_json(body.as_bytes(), &hash, TOKEN)
         .expect_json(200);
     assert_eq!(setup.recording(), None);
+}
+
+/// End to end through `wiring`, as the binary builds it: the real TaskRouter and Voice API
+/// adapters against the stand-in. The Flex dialer's call: no `call_sid`, no `conference.sid`
+/// yet, so its conference is found by name; the customer's leg is recorded too.
+#[test]
+fn a_dialer_call_loses_its_recordings_through_the_real_adapters() {
+    use crate::standin::{Of, ServeWithApi};
+
+    let callback = Callback::new(crate::support::OUTBOUND);
+    let (account, workspace, task) = (
+        callback.get("AccountSid").to_owned(),
+        callback.get("WorkspaceSid").to_owned(),
+        callback.get("TaskSid").to_owned(),
+    );
+    let customer = "CA000000000000000000000000000000cc";
+    let rules =
+        r#"{"enabled": true, "exclude_attributes": [{"key": "direction", "value": "outbound"}]}"#;
+    let setup = ServeWithApi::start(rules, &[]);
+    let standin = &setup.standin;
+    standin.add_credentials(&account, TOKEN);
+    standin.add_task(&workspace, &task, callback.get("TaskAttributes"));
+    standin.add_conference(&account, CONFERENCE, &task, "in-progress");
+    standin.add_participant(CONFERENCE, customer);
+    standin.add_recording(
+        &account,
+        Of::Conference(CONFERENCE.into()),
+        RECORDING,
+        "in-progress",
+    );
+    let leg = "RE000000000000000000000000000000cc";
+    standin.add_recording(&account, Of::Call(customer.into()), leg, "completed");
+
+    let body = json!([cloud_event(&callback)]).to_string();
+    let query = format!("?bodySHA256={}", sha256_hex(body.as_bytes()));
+    let url = format!("http://{}/events{query}", setup.server.addr);
+    let signature = sign(TOKEN, &url, &[]);
+    let answer = setup
+        .server
+        .send(&request(
+            "POST",
+            &format!("/events{query}"),
+            &[
+                ("Host", host(&url)),
+                ("Content-Type", "application/json"),
+                ("X-Twilio-Signature", &signature),
+            ],
+            body.as_bytes(),
+        ))
+        .expect_json(200);
+    assert_eq!(answer["enforced"], 1, "{answer}");
+    assert_eq!(
+        standin.recording_status(RECORDING),
+        None,
+        "the conference's, deleted"
+    );
+    assert_eq!(
+        standin.recording_status(leg),
+        None,
+        "the customer's leg, deleted"
+    );
+    let stamped = standin
+        .task_attributes(&workspace, &task)
+        .expect("the task");
+    assert_eq!(
+        stamped["conditional_recording"]["record"], false,
+        "{stamped}"
+    );
+
+    let (_, logs) = setup.stop();
+    let actions: Vec<Value> = logs
+        .json()
+        .into_iter()
+        .filter(|line| line["message"] == "enforcement")
+        .collect();
+    let kinds: Vec<&str> = actions
+        .iter()
+        .filter_map(|l| l["action"].as_str())
+        .collect();
+    assert_eq!(kinds, ["stopped", "deleted", "deleted"], "{actions:?}");
+    for line in &actions {
+        assert_eq!(line["first"], "do-not-record", "{line}");
+        assert_eq!(line["Enforcements"], 1, "{line}");
+    }
+    let text = logs.text();
+    assert!(!text.contains(TOKEN), "the token reached a log:\n{text}");
+    for data in crate::support::CALLER_DATA {
+        assert!(!text.contains(data), "{data} reached a log");
+    }
 }

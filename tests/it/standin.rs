@@ -1556,8 +1556,10 @@ impl ServeWithApi {
     pub fn start(rules: &str, env: &[(&str, &str)]) -> ServeWithApi {
         let standin = StandIn::start();
         let base_url = standin.base_url();
+        // The stand-in speaks both Twilio APIs.
         let mut all = vec![
             ("TWILIO_API_BASE_URL", base_url.as_str()),
+            ("TWILIO_VOICE_API_BASE_URL", base_url.as_str()),
             ("TWILIO_AUTH_TOKEN", TOKEN),
         ];
         let dir = TempDir::new();
