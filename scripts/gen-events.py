@@ -670,6 +670,94 @@ VOICE_STATUS_CALLBACK = {
     "SequenceNumber": "0",
 }
 
+# --------------------------------------------------------------------------
+# POST /events: the two deliveries of TaskRouter events (SPEC section 8)
+# --------------------------------------------------------------------------
+
+EVENTS_ROUTE_KEY = "POST /events"
+WORKSPACE = "WS00000000000000000000000000000000"
+ACCOUNT = "AC00000000000000000000000000000000"
+
+
+def workspace_event(kind: str, n: str, queue: str, attributes: dict) -> dict[str, str]:
+    """A Workspace Event Callback (form) for task WT<n...>, reservation WR<n...>,
+    in the order TaskRouter lists a reservation event's fields."""
+    return {
+        "EventType": kind,
+        "ResourceType": "reservation" if kind.startswith("reservation.") else "task",
+        "ResourceSid": sid("WR" if kind.startswith("reservation.") else "WT", n),
+        "EventDescription": f"{kind} for task {sid('WT', n)}",
+        "Timestamp": str(EVENT_TIMESTAMP + 30),
+        "TimestampMs": str((EVENT_TIMESTAMP + 30) * 1000),
+        "AccountSid": ACCOUNT,
+        "WorkspaceSid": WORKSPACE,
+        "WorkspaceName": "Flex Task Assignment",
+        "TaskSid": sid("WT", n),
+        "TaskAttributes": _compact_json(attributes),
+        "TaskQueueSid": queue,
+        "TaskQueueName": "Billing" if queue != EXCLUDED_QUEUE else "Payments",
+        "TaskChannelUniqueName": "voice",
+        "ReservationSid": sid("WR", n),
+        "WorkerSid": "WK00000000000000000000000000000000",
+        "WorkerName": "alice",
+    }
+
+
+def cloud_event(kind: str, n: str, queue: str, attributes: dict) -> dict:
+    """One CloudEvent of an Event Streams delivery: the same event's fields, in
+    snake case, under data.payload."""
+    form = workspace_event(kind, n, queue, attributes)
+    payload = {
+        "account_sid": form["AccountSid"],
+        "workspace_sid": form["WorkspaceSid"],
+        "workspace_name": form["WorkspaceName"],
+        "task_sid": form["TaskSid"],
+        "task_attributes": form["TaskAttributes"],
+        "task_queue_sid": form["TaskQueueSid"],
+        "task_queue_name": form["TaskQueueName"],
+        "task_channel_unique_name": form["TaskChannelUniqueName"],
+        "worker_sid": form["WorkerSid"],
+        "worker_name": form["WorkerName"],
+        "timestamp": form["Timestamp"],
+    }
+    if kind.startswith("reservation."):
+        payload["reservation_sid"] = form["ReservationSid"]
+    return {
+        "specversion": "1.0",
+        "type": f"com.twilio.taskrouter.{kind}",
+        "source": f"/v1/Workspaces/{WORKSPACE}/Tasks/{form['TaskSid']}",
+        "id": "EZ" + _digest(kind + n, "ez").hex()[:32],
+        "dataschema": f"https://events-schemas.twilio.com/TaskRouter.{kind}/1",
+        "datacontenttype": "application/json",
+        "time": "2025-11-24T16:00:30.000Z",
+        "data": {"name": kind, "payload": payload},
+    }
+
+
+# The excluded-queue call answered at assignment (WT8...): once accepted, its
+# recordings (the conference named after the task, the customer's leg) go.
+ACCEPTED_IN_EXCLUDED_QUEUE = workspace_event(
+    "reservation.accepted", "8", EXCLUDED_QUEUE, inbound_attributes("8"))
+
+# An Event Streams batch: the dialer's call accepted (WT6..., do-not-record by
+# its direction, so its recordings go) and the recorded inbound call's task
+# completed (WT5..., recorded: nothing of it is touched).
+STREAM_BATCH = _compact_json([
+    cloud_event("reservation.accepted", "6", OUTBOUND_QUEUE, outbound_attributes("6")),
+    cloud_event("task.completed", "5", INBOUND_QUEUE, inbound_attributes("5")),
+])
+
+# The same batch with its first event's direction rewritten, posted under the
+# original's bodySHA256 and signature.
+TAMPERED_BATCH = STREAM_BATCH.replace('\\"direction\\":\\"outbound\\"',
+                                      '\\"direction\\":\\"inbound\\"', 1)
+assert TAMPERED_BATCH != STREAM_BATCH
+
+
+def body_sha256(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 # Each example: the form body, where it is posted, and (for the forgery) the
 # body its signature was computed over. The expected answers are in
 # events/README.md and tests/it/lambda_runtime.rs.
@@ -703,16 +791,42 @@ EXAMPLES: dict[str, dict] = {
     "rest-inbound-recorded.json": dict(
         params=assignment("4", INBOUND_QUEUE, inbound_attributes("4")),
         flavour="rest", stage="Prod"),
+    # 200 {"enforced":1,...}: a Workspace Event Callback (form, signed like a
+    # callback) for the excluded-queue call.
+    "http-events-workspace.json": dict(
+        params=ACCEPTED_IN_EXCLUDED_QUEUE, flavour="http", stage="$default", path="/events"),
+    # 200 {"enforced":2,...}: an Event Streams webhook sink's JSON batch, signed
+    # over the URL with its bodySHA256.
+    "http-events-stream.json": dict(
+        json=STREAM_BATCH, flavour="http", stage="$default", path="/events"),
+    # 403: the batch changed after it was signed; its bodySHA256 no longer matches.
+    "http-events-tampered.json": dict(
+        json=TAMPERED_BATCH, signed_json=STREAM_BATCH, flavour="http", stage="$default",
+        path="/events"),
 }
 
 
 def make_example(fname: str) -> dict:
     spec = EXAMPLES[fname]
-    url = called_url(spec["flavour"], spec["stage"], "/assignment")
+    path = spec.get("path", "/assignment")
+    route_key = EVENTS_ROUTE_KEY if path == "/events" else TEMPLATE_ROUTE_KEY
+    name = fname.removesuffix(".json")
+    if "json" in spec:
+        # Event Streams: the URL carries the hash of the body as signed, and the
+        # signature covers that URL alone (no parameters).
+        query = f"bodySHA256={body_sha256(spec.get('signed_json', spec['json']))}"
+        url = called_url(spec["flavour"], spec["stage"], path, query)
+        signature = twilio_signature(TEST_AUTH_TOKEN, url, [])
+        return make_event(
+            "POST", spec["json"], query, path, spec["stage"], spec["flavour"],
+            name=name, route_key=route_key, base64_body=False,
+            content_type="application/json",
+            extra_headers={"X-Twilio-Signature": signature})
+    url = called_url(spec["flavour"], spec["stage"], path)
     signature = twilio_signature(TEST_AUTH_TOKEN, url, spec.get("signed_params", spec["params"]))
     return make_event(
-        "POST", spec["params"], "", "/assignment", spec["stage"], spec["flavour"],
-        name=fname.removesuffix(".json"), route_key=TEMPLATE_ROUTE_KEY,
+        "POST", spec["params"], "", path, spec["stage"], spec["flavour"],
+        name=name, route_key=route_key,
         extra_headers={"X-Twilio-Signature": signature})
 
 
@@ -731,8 +845,6 @@ def validate_example(fname: str, text: str) -> None:
     body = event["body"]
     if event["isBase64Encoded"]:
         body = base64.b64decode(body, validate=True).decode("utf-8")
-    pairs = urllib.parse.parse_qsl(body, keep_blank_values=True, strict_parsing=True)
-    assert pairs == list(spec["params"].items()), f"{fname}: form fields differ after decoding"
     headers = {k.lower(): v for k, v in event["headers"].items()}
     if "rawPath" in event:
         path, query = event["rawPath"], event["rawQueryString"]
@@ -740,8 +852,22 @@ def validate_example(fname: str, text: str) -> None:
         path, query = event["requestContext"]["path"], ""
     url = f"{headers['x-forwarded-proto']}://{headers['host']}{path}"
     url += f"?{query}" if query else ""
-    assert url == called_url(spec["flavour"], spec["stage"], "/assignment"), f"{fname}: URL {url}"
-    valid = headers["x-twilio-signature"] == twilio_signature(TEST_AUTH_TOKEN, url, pairs)
+    signature = headers["x-twilio-signature"]
+    if "json" in spec:
+        assert body == spec["json"], f"{fname}: body differs"
+        events = json.loads(body)
+        assert all(json.loads(e["data"]["payload"]["task_attributes"]) for e in events)
+        hashed = dict(urllib.parse.parse_qsl(query))["bodySHA256"]
+        signed = signature == twilio_signature(TEST_AUTH_TOKEN, url, [])
+        valid = signed and hashed == body_sha256(body)
+        assert signed, f"{fname}: the URL's signature does not hold"
+        assert valid != ("signed_json" in spec), f"{fname}: delivery valid={valid}"
+        return
+    pairs = urllib.parse.parse_qsl(body, keep_blank_values=True, strict_parsing=True)
+    assert pairs == list(spec["params"].items()), f"{fname}: form fields differ after decoding"
+    expected_url = called_url(spec["flavour"], spec["stage"], spec.get("path", "/assignment"))
+    assert url == expected_url, f"{fname}: URL {url}"
+    valid = signature == twilio_signature(TEST_AUTH_TOKEN, url, pairs)
     assert valid != ("signed_params" in spec), f"{fname}: signature valid={valid}"
 
 

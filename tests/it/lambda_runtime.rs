@@ -3,6 +3,7 @@
 //! Lambda mode against it, with `events/env.json`'s variables and `events/rules.json`; and
 //! `cargo lambda invoke --data-file` sends each event and prints the API Gateway response.
 
+use crate::standin::{Of, StandIn};
 use crate::support;
 use crate::support::{TOKEN, free_port};
 
@@ -13,6 +14,7 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde_json::{Value, json};
 use support::{CALLER_DATA, Logs, TempDir};
 
@@ -41,6 +43,11 @@ impl Expected {
             body,
             reason: Some(reason),
         }
+    }
+
+    /// An event delivery to `POST /events`: no decision, an enforcement summary.
+    const fn events(event: &'static str, status: u16, body: &'static str) -> Expected {
+        Expected::error(event, status, body)
     }
 
     const fn error(event: &'static str, status: u16, body: &'static str) -> Expected {
@@ -76,7 +83,18 @@ const EXPECTED: &[Expected] = &[
         r#"{"error":"TaskSid is missing"}"#,
     ),
     Expected::decision("rest-inbound-recorded.json", RECORD, "no_exclusion_matched"),
+    // `POST /events`, against the stand-in's TaskRouter and Voice API (`seed_standin`).
+    Expected::events("http-events-workspace.json", 200, ENFORCED_ONE),
+    Expected::events("http-events-stream.json", 200, ENFORCED_TWO),
+    Expected::events(
+        "http-events-tampered.json",
+        403,
+        r#"{"error":"the body's SHA-256 is not the URL's bodySHA256"}"#,
+    ),
 ];
+
+const ENFORCED_ONE: &str = r#"{"enforced":1,"ignored":0,"unreadable":0,"unfinished":0}"#;
+const ENFORCED_TWO: &str = r#"{"enforced":2,"ignored":0,"unreadable":0,"unfinished":0}"#;
 
 /// Files in `events/` that are not events.
 const NOT_EVENTS: &[&str] = &["env.json", "rules.json"];
@@ -91,12 +109,22 @@ fn every_example_event_gets_its_answer_through_the_runtime_loop() {
         "every event in events/ needs an expected answer here, and every answer an event"
     );
 
-    let mut runtime = Runtime::start();
+    let standin = StandIn::start();
+    seed_standin(&standin);
+    let base = standin.base_url();
+    let mut runtime = Runtime::start_with(&[
+        ("TWILIO_API_BASE_URL", &base),
+        ("TWILIO_VOICE_API_BASE_URL", &base),
+    ]);
     let mut decided = Vec::new();
     for expected in EXPECTED {
         let name = expected.event;
         let event = events_dir().join(name);
+        let calls = standin.requests().len();
         let answer = runtime.answer(&event);
+        if expected.status == 403 {
+            assert_eq!(standin.requests().len(), calls, "{name} made a REST call");
+        }
         let body: Value = serde_json::from_str(expected.body).expect("an expected body is JSON");
         assert_eq!(
             (answer.status, &answer.body),
@@ -122,6 +150,118 @@ fn every_example_event_gets_its_answer_through_the_runtime_loop() {
             logs.text()
         );
     }
+    assert_enforced(&standin, &logs);
+}
+
+// ---------------------------------------------------------------------------------------
+// What the event deliveries find and leave on the stand-in
+
+const ACCOUNT: &str = "AC00000000000000000000000000000000";
+const WORKSPACE: &str = "WS00000000000000000000000000000000";
+/// The excluded-queue call of `http-events-workspace.json`: its conference, named after its
+/// task, and the customer's leg are recorded.
+const EXCLUDED_TASK: &str = "WT88888888888888888888888888888888";
+const EXCLUDED_CONFERENCE: &str = "CF88888888888888888888888888888888";
+const EXCLUDED_RECORDINGS: [&str; 2] = [
+    "RE88888888888888888888888888888888",
+    "RE88888888888888888888888888888800",
+];
+/// The dialer's call of `http-events-stream.json`: its conference is recorded.
+const DIALER_TASK: &str = "WT66666666666666666666666666666666";
+const DIALER_CONFERENCE: &str = "CF66666666666666666666666666666666";
+const DIALER_RECORDING: &str = "RE66666666666666666666666666666666";
+/// The recorded inbound call of `http-events-stream.json`, completed.
+const RECORDED_TASK: &str = "WT55555555555555555555555555555555";
+const RECORDED_CONFERENCE: &str = "CF55555555555555555555555555555555";
+const RECORDED_RECORDING: &str = "RE55555555555555555555555555555555";
+
+/// The tasks, conferences and recordings the example deliveries are about, as TaskRouter and
+/// the Voice API would hold them; the tasks' attributes are the events' own.
+fn seed_standin(standin: &StandIn) {
+    standin.add_credentials(ACCOUNT, TOKEN);
+    for (event, index) in [
+        ("http-events-workspace.json", None),
+        ("http-events-stream.json", Some(0)),
+        ("http-events-stream.json", Some(1)),
+    ] {
+        let (task, attributes) = event_task(&read_json(&events_dir().join(event)), index);
+        standin.add_task(WORKSPACE, &task, &attributes);
+    }
+    let customer = "CA88888888888888888888888888888888";
+    for (conference, task, recording) in [
+        (EXCLUDED_CONFERENCE, EXCLUDED_TASK, EXCLUDED_RECORDINGS[0]),
+        (DIALER_CONFERENCE, DIALER_TASK, DIALER_RECORDING),
+        (RECORDED_CONFERENCE, RECORDED_TASK, RECORDED_RECORDING),
+    ] {
+        standin.add_conference(ACCOUNT, conference, task, "in-progress");
+        let of = Of::Conference(conference.to_owned());
+        standin.add_recording(ACCOUNT, of, recording, "in-progress");
+    }
+    let leg = EXCLUDED_RECORDINGS[1];
+    standin.add_recording(ACCOUNT, Of::Call(customer.to_owned()), leg, "completed");
+}
+
+/// An event's task and its attributes: the form's, or the `index`th CloudEvent's.
+fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
+    let body = event["body"].as_str().expect("a body");
+    let field = |value: &Value| value.as_str().expect("text").to_owned();
+    match index {
+        None => {
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .expect("a base64 form");
+            let form: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(&body).into_owned().collect();
+            (form["TaskSid"].clone(), form["TaskAttributes"].clone())
+        }
+        Some(index) => {
+            let batch: Value = serde_json::from_str(body).expect("a JSON batch");
+            let payload = &batch[index]["data"]["payload"];
+            (
+                field(&payload["task_sid"]),
+                field(&payload["task_attributes"]),
+            )
+        }
+    }
+}
+
+/// The excluded calls lost every recording and the recorded one kept its own; each task
+/// carries its first decision; one `enforcement` line per action.
+fn assert_enforced(standin: &StandIn, logs: &Logs) {
+    for recording in EXCLUDED_RECORDINGS.into_iter().chain([DIALER_RECORDING]) {
+        assert_eq!(standin.recording_status(recording), None, "{recording}");
+    }
+    assert_eq!(
+        standin.recording_status(RECORDED_RECORDING).as_deref(),
+        Some("in-progress"),
+        "the recorded call's recording was touched"
+    );
+    for (task, record) in [
+        (EXCLUDED_TASK, false),
+        (DIALER_TASK, false),
+        (RECORDED_TASK, true),
+    ] {
+        let attributes = standin.task_attributes(WORKSPACE, task).expect("the task");
+        assert_eq!(
+            attributes["conditional_recording"]["record"], record,
+            "{task}: {attributes}"
+        );
+    }
+    let enforcement: Vec<Value> = logs
+        .json()
+        .into_iter()
+        .filter(|line| line["message"] == "enforcement")
+        .collect();
+    let actions = |task: &str| -> Vec<String> {
+        enforcement
+            .iter()
+            .filter(|line| line["task_sid"] == task)
+            .filter_map(|line| line["action"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(actions(EXCLUDED_TASK), ["stopped", "deleted", "deleted"]);
+    assert_eq!(actions(DIALER_TASK), ["stopped", "deleted"]);
+    assert_eq!(actions(RECORDED_TASK), [] as [&str; 0], "{enforcement:?}");
 }
 
 #[test]
@@ -249,6 +389,11 @@ struct Runtime {
 
 impl Runtime {
     fn start() -> Runtime {
+        Runtime::start_with(&[])
+    }
+
+    /// The function with `extra` variables on top of `events/env.json`'s.
+    fn start_with(extra: &[(&str, &str)]) -> Runtime {
         let (emulator, port) = start_emulator();
         let api = format!("http://127.0.0.1:{port}/.rt");
         let rules = events_dir().join("rules.json");
@@ -265,6 +410,11 @@ impl Runtime {
             ("RULES_FILE".to_owned(), rules.to_owned()),
         ];
         env.extend(sam_env());
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut command = support::command(&env);
         command.stdout(Stdio::null());
