@@ -140,20 +140,12 @@ where
         let url = match &self.settings.signatures {
             Signatures::Enforce {
                 public_url: None, ..
-            } => called_url(request).ok_or(if rest_api_query(request) {
-                UnknownUrl::RestApiQuery
-            } else {
-                UnknownUrl::NoHost
-            }),
+            } => known_url(request),
             _ => Err(UnknownUrl::NoHost),
         };
         let inbound = Inbound {
             params,
-            // A signature is base64: a header with anything else in it is present but wrong.
-            signature: request
-                .headers()
-                .get("x-twilio-signature")
-                .map(|value| value.to_str().unwrap_or_default()),
+            signature: signature(request),
             url,
             request_id: request.lambda_context_ref().map(|c| c.request_id.as_str()),
             started,
@@ -170,18 +162,10 @@ where
         started: std::time::Instant,
     ) -> Result<(StatusCode, String), Rejection> {
         let delivery = event_delivery(request)?;
-        let url = called_url(request).ok_or(if rest_api_query(request) {
-            UnknownUrl::RestApiQuery
-        } else {
-            UnknownUrl::NoHost
-        });
         let inbound = EventsInbound {
             delivery,
-            signature: request
-                .headers()
-                .get("x-twilio-signature")
-                .map(|value| value.to_str().unwrap_or_default()),
-            url,
+            signature: signature(request),
+            url: known_url(request),
             request_id: request.lambda_context_ref().map(|c| c.request_id.as_str()),
             started,
         };
@@ -199,6 +183,24 @@ where
         });
         Ok((status, body.to_string()))
     }
+}
+
+/// The URL the request was called on, as its signature must cover it, or why it is unknown.
+fn known_url(request: &Request) -> Result<String, UnknownUrl> {
+    called_url(request).ok_or(if rest_api_query(request) {
+        UnknownUrl::RestApiQuery
+    } else {
+        UnknownUrl::NoHost
+    })
+}
+
+/// The request's `X-Twilio-Signature`. A signature is base64: a header with anything else in
+/// it is present but wrong (empty).
+fn signature(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get("x-twilio-signature")
+        .map(|value| value.to_str().unwrap_or_default())
 }
 
 /// The checks every face makes on a request before anything in its body is believed, in

@@ -12,6 +12,7 @@ mod annotate;
 mod audit;
 mod cli;
 mod events;
+mod events_load;
 mod faults;
 mod flex_tasks;
 mod lambda_events;
