@@ -231,7 +231,36 @@ fn an_event_streams_batch_is_checked_against_its_body_and_read_event_by_event() 
     setup
         .post_json(body.as_bytes(), &hash, "another-token")
         .expect_error(403);
+    // Unsigned, and signed over a URL that names no body hash.
+    let unsigned = |path: &str, signature: Option<&str>| {
+        let url = setup.events_url(path.trim_start_matches("/events"));
+        let mut headers = vec![("Host", host(&url)), ("Content-Type", "application/json")];
+        headers.extend(signature.map(|signature| ("X-Twilio-Signature", signature)));
+        setup
+            .server
+            .send(&request("POST", path, &headers, body.as_bytes()))
+    };
+    unsigned(&format!("/events?bodySHA256={hash}"), None).expect_error(403);
+    let no_hash = sign(TOKEN, &setup.events_url(""), &[]);
+    let refused = unsigned("/events", Some(&no_hash)).expect_error(403);
+    assert!(refused.contains("bodySHA256"), "{refused}");
+    // One event of another account refuses the whole batch.
+    let mut elsewhere = cloud_event(&callback);
+    elsewhere["data"]["payload"]["account_sid"] = json!("AC0123456789abcdef0123456789abcdee");
+    let mixed = json!([cloud_event(&callback), elsewhere]).to_string();
+    let account = Setup::start(&callback, false, Some(callback.get("AccountSid")));
+    account
+        .post_json(mixed.as_bytes(), &sha256_hex(mixed.as_bytes()), TOKEN)
+        .expect_error(403);
+    assert_eq!(account.recording(), Some(RecordingStatus::InProgress));
     assert_eq!(setup.recording(), Some(RecordingStatus::InProgress));
+    for refused in [&setup, &account] {
+        let enforcer = refused.app.settings.enforcement.as_ref().unwrap();
+        assert!(
+            enforcer.recordings.0.lock().unwrap().requests.is_empty(),
+            "no REST call for a refused delivery"
+        );
+    }
 
     let answer = setup
         .post_json(body.as_bytes(), &hash, TOKEN)
