@@ -4,9 +4,9 @@
 
 #![no_main]
 
-use conditional_recording::wiring::Signatures;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::taskrouter::{AssignmentCallback, is_sid, parse_form};
+use conditional_recording::wiring::Signatures;
 use conditional_recording_fuzz::{app, block_on, check_response};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request};

@@ -7,10 +7,10 @@
 
 use std::sync::LazyLock;
 
-use conditional_recording::wiring::{App, Signatures};
 use conditional_recording::lambda;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::sources::StaticRules;
+use conditional_recording::wiring::{App, Signatures};
 use conditional_recording_fuzz::{SAMPLE_TOKEN, app, block_on, check_answer, enforced};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};

@@ -9,11 +9,11 @@ use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conditional_recording::wiring::App;
 use conditional_recording::rules::FailPolicy;
 use conditional_recording::signature::{is_valid, sign, url_variants};
 use conditional_recording::sources::StaticRules;
 use conditional_recording::taskrouter::parse_form;
+use conditional_recording::wiring::App;
 use conditional_recording_fuzz::{SAMPLE_TOKEN, app, block_on, check_response, enforced};
 use lambda_http::http::{HeaderValue, Method};
 use lambda_http::{Body, Request};

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, LazyLock};
 
-use conditional_recording::wiring::{App, Settings, Signatures};
 use conditional_recording::rules::{Decision, EXAMPLE_DOCUMENT, FailPolicy, Reason, Rules, Task};
 use conditional_recording::sources::StaticRules;
 use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
 use conditional_recording::taskrouter;
+use conditional_recording::wiring::{App, Settings, Signatures};
 use lambda_http::{Body, Response};
 use serde_json::Value;
 
@@ -96,7 +96,9 @@ pub fn check_answer(status: u16, text: &str) -> Value {
     let body: Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
     let object = body.as_object().expect("every body is a JSON object");
-    if status == 200 {
+    if status == 200 && object.contains_key("enforced") {
+        check_events_body(&body);
+    } else if status == 200 {
         check_decision_body(&body);
     } else {
         assert_eq!(
@@ -104,10 +106,31 @@ pub fn check_answer(status: u16, text: &str) -> Value {
             1,
             "an error body is {{\"error\": ...}}: {text}"
         );
-        let message = object["error"].as_str().expect("an error message");
+        let message = object
+            .get("error")
+            .and_then(Value::as_str)
+            .expect("an error message");
         assert!(!message.is_empty());
     }
     body
+}
+
+/// `POST /events` answers `200` with what it did to the delivery's events: four counts, none
+/// of them unfinished (README "Enforcement").
+pub fn check_events_body(body: &Value) {
+    let object = body.as_object().expect("a JSON object");
+    let keys = ["enforced", "ignored", "unreadable", "unfinished"];
+    assert_eq!(object.len(), keys.len(), "{body}");
+    for key in keys {
+        assert!(
+            object.get(key).is_some_and(Value::is_u64),
+            "{key} is a count: {body}"
+        );
+    }
+    assert_eq!(
+        object["unfinished"], 0,
+        "200 means every event's work is done: {body}"
+    );
 }
 
 /// A 200 body is `{}` (not a call) or a `conference` instruction recording or not.
@@ -116,8 +139,15 @@ pub fn check_decision_body(body: &Value) {
     if object.is_empty() {
         return;
     }
-    assert_eq!(object["instruction"], "conference", "{body}");
-    let record = object["conference_record"].as_str().unwrap_or_default();
+    assert_eq!(
+        object.get("instruction"),
+        Some(&Value::from("conference")),
+        "{body}"
+    );
+    let record = object
+        .get("conference_record")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     assert!(record == RECORD || record == DO_NOT_RECORD, "{body}");
     if record == DO_NOT_RECORD {
         assert!(
