@@ -64,6 +64,8 @@ pub struct Config {
     pub public_events_url: Option<String>,
     /// `TWILIO_VOICE_API_BASE_URL`: the Voice REST API, for recordings and conferences.
     pub voice_api_base_url: String,
+    /// `METRICS_NAMESPACE`: the CloudWatch namespace of every metric, when set.
+    pub metrics_namespace: Option<String>,
 }
 
 /// How a decision reaches TaskRouter.
@@ -103,6 +105,10 @@ pub enum ConfigError {
     VoiceApiBaseUrl,
     #[error("TWILIO_API_BASE_URL must be an absolute http:// or https:// URL")]
     ApiBaseUrl,
+    #[error(
+        "METRICS_NAMESPACE must be 1 to 255 letters, digits and . - _ / # : or spaces, and not start with AWS/"
+    )]
+    MetricsNamespace,
     #[error(
         "TWILIO_API_KEY (an API key SID: SK followed by 32 lowercase hex digits) and TWILIO_API_SECRET go together"
     )]
@@ -192,6 +198,13 @@ impl Config {
         if !is_public_url(&voice_api_base_url) || voice_api_base_url.contains('?') {
             return Err(ConfigError::VoiceApiBaseUrl);
         }
+        let metrics_namespace = set("METRICS_NAMESPACE")?;
+        if metrics_namespace
+            .as_deref()
+            .is_some_and(|name| !is_metrics_namespace(name))
+        {
+            return Err(ConfigError::MetricsNamespace);
+        }
         Ok(Config {
             rules,
             ttl,
@@ -206,12 +219,23 @@ impl Config {
             enforcement,
             public_events_url,
             voice_api_base_url,
+            metrics_namespace,
         })
     }
 
     pub fn from_process_env() -> Result<Config, ConfigError> {
         Config::from_env(|name| std::env::var(name).ok())
     }
+}
+
+/// A namespace CloudWatch takes (its documented characters and length) that is not one of
+/// AWS's own.
+fn is_metrics_namespace(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && !name.starts_with("AWS/")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c))
 }
 
 fn is_public_url(text: &str) -> bool {
@@ -311,6 +335,34 @@ mod tests {
             ),
         ] {
             assert_eq!(config(&[(name, value)]), Err(error), "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn metrics_namespace() {
+        assert_eq!(config(&[]).unwrap().metrics_namespace, None);
+        for good in [
+            "ConditionalRecording/prod-stack",
+            "cr.staging_2#a: b",
+            &"n".repeat(255),
+        ] {
+            let c = config(&[("METRICS_NAMESPACE", good)]).unwrap();
+            assert_eq!(c.metrics_namespace.as_deref(), Some(good));
+        }
+        for bad in [
+            "AWS/Lambda",
+            "ns\nsplit",
+            "ns\u{0}",
+            "caf\u{e9}",
+            "a,b",
+            "{\"json\":1}",
+            &"n".repeat(256),
+        ] {
+            assert_eq!(
+                config(&[("METRICS_NAMESPACE", bad)]),
+                Err(ConfigError::MetricsNamespace),
+                "{bad:?}"
+            );
         }
     }
 

@@ -2,32 +2,148 @@
 //! which CloudWatch Logs turns into metrics without any API call from the function.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use crate::logging::write_line;
 
-/// The CloudWatch namespace every metric is published under, as a literal for `concat!`.
-macro_rules! namespace {
-    () => {
-        "ConditionalRecording"
-    };
+/// The CloudWatch namespace when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "ConditionalRecording";
+
+static NAMESPACE: OnceLock<String> = OnceLock::new();
+
+/// Sets the namespace every metric is published under (`METRICS_NAMESPACE`), once, at start
+/// and before any metric is written; later calls change nothing.
+pub fn use_namespace(namespace: &str) {
+    let _ = NAMESPACE.set(namespace.to_owned());
 }
 
-pub const NAMESPACE: &str = namespace!();
+/// The namespace every metric is published under.
+pub fn namespace() -> &'static str {
+    NAMESPACE.get().map_or(DEFAULT_NAMESPACE, String::as_str)
+}
 
-/// The directives of a decision line, rendered once: a line is written for every call.
-const DECISIONS_DIRECTIVE: &str = concat!(
-    r#"{"Namespace":""#,
-    namespace!(),
-    r#"","Dimensions":[["Outcome"],["Reason"]],"Metrics":[{"Name":"Decisions","Unit":"Count"}]}"#
-);
-const RULES_AGE_DIRECTIVE: &str = concat!(
-    r#"{"Namespace":""#,
-    namespace!(),
-    r#"","Dimensions":[[]],"Metrics":[{"Name":"RulesAgeSeconds","Unit":"Seconds"}]}"#
-);
+/// A metric the service emits: its name, its unit and the dimension sets of its directive.
+/// Every directive is rendered from one of these, and the template's alarms and dashboard are
+/// checked against them (`CATALOGUE`, `DIMENSIONS`).
+#[derive(Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub dimension_sets: &'static [&'static [&'static str]],
+}
+
+/// A dimension and every value the service gives it.
+#[derive(Debug)]
+pub struct Dimension {
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+}
+
+pub const DECISIONS: Metric = Metric {
+    name: "Decisions",
+    unit: "Count",
+    dimension_sets: &[&["Outcome"], &["Reason"]],
+};
+pub const RULES_AGE: Metric = Metric {
+    name: "RulesAgeSeconds",
+    unit: "Seconds",
+    dimension_sets: &[&[]],
+};
+pub const ENFORCEMENTS: Metric = Metric {
+    name: "Enforcements",
+    unit: "Count",
+    dimension_sets: &[&["Action"]],
+};
+pub const REFRESH_FAILURES: Metric = Metric {
+    name: "RefreshFailures",
+    unit: "Count",
+    dimension_sets: &[&["Document"]],
+};
+pub const SIGNATURE_REJECTIONS: Metric = Metric {
+    name: "SignatureRejections",
+    unit: "Count",
+    dimension_sets: &[&[], &["Cause"]],
+};
+pub const ANNOTATION_FAILURES: Metric = Metric {
+    name: "AnnotationFailures",
+    unit: "Count",
+    dimension_sets: &[&[]],
+};
+
+/// Every metric the service emits.
+pub const CATALOGUE: &[&Metric] = &[
+    &DECISIONS,
+    &RULES_AGE,
+    &ENFORCEMENTS,
+    &REFRESH_FAILURES,
+    &SIGNATURE_REJECTIONS,
+    &ANNOTATION_FAILURES,
+];
+
+/// Every dimension of the catalogue, with its values (the unit tests hold them to the code
+/// that writes them).
+pub const DIMENSIONS: &[Dimension] = &[
+    Dimension {
+        name: "Outcome",
+        values: &["record-from-start", "do-not-record", "no-action"],
+    },
+    Dimension {
+        name: "Reason",
+        values: &[
+            "no_exclusion_matched",
+            "excluded_by_queue",
+            "excluded_by_attribute",
+            "included",
+            "not_included",
+            "disabled",
+            "not_a_call",
+            "rules_unavailable",
+            "queue_name_unresolved",
+            "task_attributes_unparseable",
+        ],
+    },
+    Dimension {
+        name: "Action",
+        values: &["stopped", "deleted", "none_found", "failed"],
+    },
+    Dimension {
+        name: "Document",
+        values: &["rules", "auth tokens"],
+    },
+    Dimension {
+        name: "Cause",
+        values: &[
+            "missing",
+            "invalid",
+            "other_account",
+            "body_unsigned",
+            "body_mismatch",
+        ],
+    },
+];
+
+/// A metric's EMF directive under the namespace in use.
+fn directive(metric: &Metric) -> Value {
+    json!({
+        "Namespace": namespace(),
+        "Dimensions": metric.dimension_sets,
+        "Metrics": [{"Name": metric.name, "Unit": metric.unit}],
+    })
+}
+
+/// The decision line's two directives, rendered once: a line is written for every call.
+fn decision_directives() -> &'static (String, String) {
+    static RENDERED: OnceLock<(String, String)> = OnceLock::new();
+    RENDERED.get_or_init(|| {
+        (
+            directive(&DECISIONS).to_string(),
+            directive(&RULES_AGE).to_string(),
+        )
+    })
+}
 
 /// The record of one decision: what was decided for which reservation, why, and what was
 /// answered. Never caller data: SIDs (checked for shape), rule paths and fixed words.
@@ -91,13 +207,14 @@ fn decision_line(record: &DecisionRecord<'_>, now: SystemTime) -> Vec<u8> {
             line.write_all(br#","RulesAgeSeconds":"#)?;
             serde_json::to_writer(&mut line, &age.as_secs_f64().round())?;
         }
+        let (decisions, rules_age) = decision_directives();
         write!(
             line,
-            r#","_aws":{{"Timestamp":{},"CloudWatchMetrics":[{DECISIONS_DIRECTIVE}"#,
+            r#","_aws":{{"Timestamp":{},"CloudWatchMetrics":[{decisions}"#,
             since_epoch.as_millis()
         )?;
         if record.rules_age.is_some() {
-            write!(line, ",{RULES_AGE_DIRECTIVE}")?;
+            write!(line, ",{rules_age}")?;
         }
         line.write_all(b"]}}\n")
     })();
@@ -166,25 +283,14 @@ pub fn enforcement(record: &EnforcementRecord<'_>) {
     }
     line["Action"] = json!(record.action);
     line["Enforcements"] = json!(1);
-    emit(
-        line,
-        vec![json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": [["Action"]],
-            "Metrics": [{"Name": "Enforcements", "Unit": "Count"}],
-        })],
-    );
+    emit(line, vec![directive(&ENFORCEMENTS)]);
 }
 
 /// A failed or rejected fetch of a cached document ("rules", "auth tokens").
 pub fn refresh_failed(document: &str) {
     emit(
         json!({"Document": document, "RefreshFailures": 1}),
-        vec![json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": [["Document"]],
-            "Metrics": [{"Name": "RefreshFailures", "Unit": "Count"}],
-        })],
+        vec![directive(&REFRESH_FAILURES)],
     );
 }
 
@@ -192,11 +298,7 @@ pub fn refresh_failed(document: &str) {
 pub fn signature_rejected(cause: &str) {
     emit(
         json!({"Cause": cause, "SignatureRejections": 1}),
-        vec![json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": [[], ["Cause"]],
-            "Metrics": [{"Name": "SignatureRejections", "Unit": "Count"}],
-        })],
+        vec![directive(&SIGNATURE_REJECTIONS)],
     );
 }
 
@@ -204,11 +306,7 @@ pub fn signature_rejected(cause: &str) {
 pub fn annotation_failed() {
     emit(
         json!({"AnnotationFailures": 1}),
-        vec![json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": [[]],
-            "Metrics": [{"Name": "AnnotationFailures", "Unit": "Count"}],
-        })],
+        vec![directive(&ANNOTATION_FAILURES)],
     );
 }
 
@@ -252,7 +350,7 @@ mod tests {
     /// The line as a JSON object built the plain way, to compare the rendered one with.
     fn expected(age: Option<f64>) -> Value {
         let mut directives = vec![json!({
-            "Namespace": NAMESPACE,
+            "Namespace": namespace(),
             "Dimensions": [["Outcome"], ["Reason"]],
             "Metrics": [{"Name": "Decisions", "Unit": "Count"}],
         })];
@@ -277,7 +375,7 @@ mod tests {
         });
         if let Some(age) = age {
             directives.push(json!({
-                "Namespace": NAMESPACE,
+                "Namespace": namespace(),
                 "Dimensions": [[]],
                 "Metrics": [{"Name": "RulesAgeSeconds", "Unit": "Seconds"}],
             }));

@@ -76,6 +76,9 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     if face == Face::Lambda && config.enforce_signatures && config.tokens == TokenLocation::Unset {
         return Err(StartError::NoTokenSource);
     }
+    if let Some(namespace) = &config.metrics_namespace {
+        crate::metrics::use_namespace(namespace);
+    }
     // Made when a parameter first needs it, so a source cannot be without one.
     let mut client = None;
 

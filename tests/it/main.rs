@@ -28,4 +28,5 @@ mod signature_props;
 mod signature_sdk;
 mod signatures;
 mod ssm;
+mod template;
 mod voice_api;

@@ -9,7 +9,8 @@ use std::sync::Barrier;
 use serde_json::{Value, json};
 use support::{
     CALLER_DATA, CHAT, Callback, Connection, ENQUEUED_OUTBOUND, EXAMPLE_EXCLUDED_QUEUE, Http,
-    INBOUND, InProcess, OUTBOUND, Server, TempDir, assert_decision_line, post_form, request,
+    INBOUND, InProcess, OUTBOUND, Server, TempDir, assert_decision_line, command, post_form,
+    request,
 };
 
 const RECORD: &str = "record-from-start";
@@ -654,4 +655,34 @@ fn logs_hold_no_caller_data_and_every_decision_names_the_task() {
         let line = logs.decision_for(callback.task_sid());
         assert_eq!(line["reservation_sid"], callback.reservation_sid());
     }
+}
+
+#[test]
+fn metrics_namespace_names_every_metric_and_a_bad_one_stops_the_start() {
+    let server = Server::start_with(&[("METRICS_NAMESPACE", "ConditionalRecording/staging")]);
+    let callback = Callback::new(INBOUND);
+    server.post_form(&callback.encode()).expect_json(200);
+    let logs = server.stop();
+    let line = logs.decision_for(callback.task_sid());
+    let directives = line["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .expect("EMF directives");
+    assert!(!directives.is_empty(), "{line}");
+    for directive in directives {
+        assert_eq!(
+            directive["Namespace"], "ConditionalRecording/staging",
+            "{line}"
+        );
+    }
+
+    let output = command(&[("METRICS_NAMESPACE", "AWS/Lambda")])
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .expect("run the binary");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("METRICS_NAMESPACE must be"),
+        "one line names the variable: {stderr}"
+    );
 }
