@@ -52,6 +52,11 @@ pub const RULES_AGE: Metric = Metric {
     unit: "Seconds",
     dimension_sets: &[&[]],
 };
+pub const RULES_VERSION_BEHIND: Metric = Metric {
+    name: "RulesVersionBehind",
+    unit: "Count",
+    dimension_sets: &[&[]],
+};
 pub const ENFORCEMENTS: Metric = Metric {
     name: "Enforcements",
     unit: "Count",
@@ -77,6 +82,7 @@ pub const ANNOTATION_FAILURES: Metric = Metric {
 pub const CATALOGUE: &[&Metric] = &[
     &DECISIONS,
     &RULES_AGE,
+    &RULES_VERSION_BEHIND,
     &ENFORCEMENTS,
     &REFRESH_FAILURES,
     &SIGNATURE_REJECTIONS,
@@ -294,6 +300,16 @@ pub fn refresh_failed(document: &str) {
     );
 }
 
+/// How many versions the rules in force are behind the parameter's current version: 0 when
+/// current, more while a rejected version is published (the last good one, or an older one
+/// read from the history, is in force).
+pub fn rules_version_behind(behind: i64) {
+    emit(
+        json!({"RulesVersionBehind": behind}),
+        vec![directive(&RULES_VERSION_BEHIND)],
+    );
+}
+
 /// A callback refused for its signature or account.
 pub fn signature_rejected(cause: &str) {
     emit(
@@ -447,6 +463,22 @@ mod tests {
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Action"]])
+        );
+    }
+
+    #[test]
+    fn versions_behind_is_one_metric_line() {
+        let buffer = crate::logging::Captured::default();
+        crate::logging::capture_on_this_thread(std::sync::Arc::clone(&buffer));
+        rules_version_behind(2);
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_emf(&line);
+        assert_eq!(line["RulesVersionBehind"], 2);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "RulesVersionBehind", "Unit": "Count"}])
         );
     }
 

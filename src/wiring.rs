@@ -83,13 +83,16 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     let mut client = None;
 
     let rules = match &config.rules {
-        RulesLocation::Parameter(name) => AnyRules::Parameter(Cached::new(
-            ssm_parameter(&mut client, name).await?,
-            parse_rules,
-            "rules",
-            config.ttl,
-            SystemClock,
-        )),
+        RulesLocation::Parameter(name) => AnyRules::Parameter(
+            Cached::new(
+                ssm_parameter(&mut client, name).await?,
+                parse_rules,
+                "rules",
+                config.ttl,
+                SystemClock,
+            )
+            .falling_back(crate::metrics::rules_version_behind),
+        ),
         RulesLocation::File(path) => AnyRules::Static(StaticRules::from_file(path)?),
         RulesLocation::Unset => {
             let example = Rules::from_json(rules::EXAMPLE_DOCUMENT).map_err(StartError::Example)?;
@@ -237,6 +240,7 @@ async fn first_fetches(
         return;
     };
     let names = [rules.name(), tokens.name()];
+    let started = std::time::Instant::now();
     let together = tokio::time::timeout(FETCH_DEADLINE, ssm::get_together(client, &names)).await;
     let fetched = match together {
         Ok(Ok(fetched)) => fetched
@@ -252,8 +256,8 @@ async fn first_fetches(
     let mut fetched = fetched.into_iter();
     let (rules_fetched, tokens_fetched) = (fetched.next().flatten(), fetched.next().flatten());
     tokio::join!(
-        settle_or_refresh(rules, rules_fetched),
-        settle_or_refresh(tokens, tokens_fetched)
+        settle_or_refresh(rules, rules_fetched, started),
+        settle_or_refresh(tokens, tokens_fetched, started)
     );
 }
 
@@ -261,9 +265,10 @@ async fn first_fetches(
 async fn settle_or_refresh<T: Send + Sync + 'static>(
     cache: &Cached<T, ssm::Parameter>,
     fetched: Option<Result<Fetched, FetchError<ssm::SsmError>>>,
+    started: std::time::Instant,
 ) {
     match fetched {
-        Some(result) => cache.settle(result),
+        Some(result) => cache.settle(result, started).await,
         None => cache.refresh().await,
     }
 }

@@ -1,5 +1,7 @@
 //! A document fetched from a remote store and served from memory: refreshed at most once per
 //! TTL, one fetch at a time, and never replaced by a failed fetch or a rejected document.
+//! A cache with nothing good to serve may fall back to the newest older version that is
+//! valid, so a process started after a bad publish is no worse off than one already running.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,6 +21,12 @@ pub trait Fetch: Send + Sync + 'static {
     fn fetch(&self) -> impl Future<Output = Result<Fetched, Self::Error>> + Send;
     /// The document's name, for logs.
     fn name(&self) -> &str;
+    /// Every version the store still holds, in any order: read only by a cache that has
+    /// nothing good to serve and finds the current version rejected. A store without history
+    /// has none.
+    fn history(&self) -> impl Future<Output = Result<Vec<Fetched>, Self::Error>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// The time, behind a trait so tests can move it.
@@ -67,6 +75,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A fetch that has not finished by then counts as failed, whatever the client's own
 /// timeouts say.
 pub const FETCH_DEADLINE: Duration = Duration::from_millis(2500);
+/// Reading older versions (every page) gives up after this, and in any case once the refresh
+/// that needs them has taken [`FALLBACK_DEADLINE`] in all: callers are waiting, with nothing
+/// else to serve, and the decision has 4 s.
+pub const HISTORY_DEADLINE: Duration = Duration::from_millis(2300);
+pub const FALLBACK_DEADLINE: Duration = Duration::from_millis(3500);
+
+/// What a cache that falls back to older versions does besides: reports how many versions
+/// the one in force is behind the store's current one (0 when current), after each refresh
+/// that read the current version.
+pub type ReportBehind = fn(i64);
 
 pub struct Cached<T, F, C = SystemClock> {
     fetcher: F,
@@ -75,6 +93,8 @@ pub struct Cached<T, F, C = SystemClock> {
     what: &'static str,
     ttl: Duration,
     clock: C,
+    /// Set for a document that may fall back to an older version (the rules).
+    fall_back: Option<ReportBehind>,
     state: Mutex<State<T>>,
     /// Held while a fetch is under way, so there is one at a time.
     refreshing: tokio::sync::Mutex<()>,
@@ -98,6 +118,7 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
             what,
             ttl,
             clock,
+            fall_back: None,
             state: Mutex::new(State {
                 good: None,
                 version: None,
@@ -107,6 +128,13 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
             }),
             refreshing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// With nothing good in memory and the current version rejected, use the newest older
+    /// version the store holds that is valid, and report how far behind it is.
+    pub fn falling_back(mut self, report: ReportBehind) -> Self {
+        self.fall_back = Some(report);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -138,26 +166,89 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
 
     /// Fetches now, whatever the TTL says (at start). Callers hold `refreshing` or are alone.
     pub async fn refresh(&self) {
+        let started = self.clock.now();
         let fetched = match tokio::time::timeout(FETCH_DEADLINE, self.fetcher.fetch()).await {
             Ok(result) => result.map_err(FetchError::Store),
             Err(_) => Err(FetchError::Deadline),
         };
-        self.settle(fetched);
+        self.settle(fetched, started).await;
     }
 
     /// Takes the outcome of a fetch made elsewhere (start-up reads several documents in one
-    /// call) exactly as [`Cached::refresh`] takes its own: parsed, kept or rejected, and the
-    /// next fetch scheduled. Callers hold `refreshing` or are alone.
-    pub fn settle(&self, fetched: Result<Fetched, FetchError<F::Error>>) {
+    /// call), begun at `started`, exactly as [`Cached::refresh`] takes its own: parsed, kept
+    /// or rejected (then perhaps an older version read), and the next fetch scheduled.
+    /// Callers hold `refreshing` or are alone.
+    pub async fn settle(&self, fetched: Result<Fetched, FetchError<F::Error>>, started: Instant) {
+        let current_version = fetched.as_ref().ok().and_then(|fetched| fetched.version);
         let parsed = fetched.map_err(RefreshFailed::Fetch).and_then(|fetched| {
             (self.parse)(&fetched.text, fetched.version)
                 .map(|value| (value, fetched.version))
                 .map_err(RefreshFailed::Rejected)
         });
+        let outcome = match (parsed, current_version) {
+            (Ok((value, version)), _) => Outcome::Current(value, version),
+            (Err(RefreshFailed::Rejected(cause)), Some(rejected)) if self.needs_fallback() => {
+                self.fall_back(rejected, cause, started).await
+            }
+            (Err(failed), _) => Outcome::Failed(failed, None),
+        };
+        let in_use = self.apply(outcome);
+        if let (Some(report), Some(current), Some(in_use)) =
+            (self.fall_back, current_version, in_use)
+        {
+            report(current.saturating_sub(in_use).max(0));
+        }
+    }
+
+    /// Whether a rejected current version sends this cache to the store's history: only
+    /// when it may fall back and has nothing good to serve.
+    fn needs_fallback(&self) -> bool {
+        self.fall_back.is_some() && self.state().good.is_none()
+    }
+
+    /// The newest version below `rejected` that parses, read from the store's history within
+    /// what is left of the refresh's time.
+    async fn fall_back(
+        &self,
+        rejected: i64,
+        cause: Rejected,
+        started: Instant,
+    ) -> Outcome<T, F::Error> {
+        let spent = self.clock.now().saturating_duration_since(started);
+        let left = HISTORY_DEADLINE.min(FALLBACK_DEADLINE.saturating_sub(spent));
+        let history = match tokio::time::timeout(left, self.fetcher.history()).await {
+            Ok(Ok(versions)) => versions,
+            Ok(Err(error)) => {
+                let note = format!("older versions unreadable: {error}");
+                return Outcome::Failed(RefreshFailed::Rejected(cause), Some(note));
+            }
+            Err(_) => {
+                let note = format!("older versions unread within {} ms", left.as_millis());
+                return Outcome::Failed(RefreshFailed::Rejected(cause), Some(note));
+            }
+        };
+        let read = history.len();
+        match newest_valid_below(history, rejected, self.parse) {
+            Some((value, version)) => Outcome::Older {
+                value,
+                version,
+                rejected,
+                cause,
+            },
+            None => {
+                let note = format!("no older version is valid ({read} read)");
+                Outcome::Failed(RefreshFailed::Rejected(cause), Some(note))
+            }
+        }
+    }
+
+    /// Puts a refresh's outcome in force, logs it and schedules the next fetch; returns the
+    /// version then in force.
+    fn apply(&self, outcome: Outcome<T, F::Error>) -> Option<i64> {
         let now = self.clock.now();
         let mut state = self.state();
-        match parsed {
-            Ok((value, version)) => {
+        match outcome {
+            Outcome::Current(value, version) => {
                 if state.good.is_none() || state.version != version {
                     tracing::info!(
                         parameter = self.fetcher.name(),
@@ -167,13 +258,27 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                         self.what
                     );
                 }
-                state.good = Some(Arc::new(value));
-                state.version = version;
-                state.failures = 0;
-                state.due = Some(now + self.ttl);
-                state.fetched_at = Some(now);
+                state.serve(value, version, now + self.ttl, now);
             }
-            Err(cause) => {
+            Outcome::Older {
+                value,
+                version,
+                rejected,
+                cause,
+            } => {
+                crate::metrics::refresh_failed(self.what);
+                tracing::warn!(
+                    parameter = self.fetcher.name(),
+                    rejected_version = rejected,
+                    version,
+                    cause = %cause,
+                    "{} version rejected; using an older version",
+                    self.what
+                );
+                // The current version is tried again after the TTL, as a warm process would.
+                state.serve(value, Some(version), now + self.ttl, now);
+            }
+            Outcome::Failed(cause, history) => {
                 state.failures = state.failures.saturating_add(1);
                 let wait = backoff(state.failures, self.ttl);
                 state.due = Some(now + wait);
@@ -181,6 +286,7 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                 tracing::warn!(
                     parameter = self.fetcher.name(),
                     cause = %cause,
+                    history,
                     in_use_version = state.version,
                     no_good_document = state.good.is_none(),
                     retry_in_ms = wait.as_millis() as u64,
@@ -189,6 +295,7 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
                 );
             }
         }
+        state.version
     }
 
     /// How long ago the document in force was fetched.
@@ -212,6 +319,45 @@ impl<T> State<T> {
     fn is_due(&self, now: Instant) -> bool {
         self.due.is_none_or(|due| now >= due)
     }
+
+    fn serve(&mut self, value: T, version: Option<i64>, due: Instant, now: Instant) {
+        self.good = Some(Arc::new(value));
+        self.version = version;
+        self.failures = 0;
+        self.due = Some(due);
+        self.fetched_at = Some(now);
+    }
+}
+
+/// What one refresh came to.
+enum Outcome<T, E: std::error::Error> {
+    /// The current version, valid.
+    Current(T, Option<i64>),
+    /// The current version rejected, and an older one valid.
+    Older {
+        value: T,
+        version: i64,
+        rejected: i64,
+        cause: Rejected,
+    },
+    /// Nothing new to serve: why, and what the history said when it was read.
+    Failed(RefreshFailed<E>, Option<String>),
+}
+
+/// The newest of `versions` below `rejected` that `parse` accepts. The store's order is not
+/// trusted: all are sorted first.
+fn newest_valid_below<T>(
+    mut versions: Vec<Fetched>,
+    rejected: i64,
+    parse: Parse<T>,
+) -> Option<(T, i64)> {
+    versions.retain(|fetched| fetched.version.is_some_and(|version| version < rejected));
+    versions.sort_by_key(|fetched| std::cmp::Reverse(fetched.version));
+    versions.iter().find_map(|fetched| {
+        let version = fetched.version?;
+        let value = parse(&fetched.text, Some(version)).ok()?;
+        Some((value, version))
+    })
 }
 
 fn backoff(failures: u32, ttl: Duration) -> Duration {
@@ -247,6 +393,8 @@ mod tests {
     #[derive(Clone)]
     struct Store {
         answer: Arc<Mutex<Result<Fetched, StoreDown>>>,
+        history: Arc<Mutex<Result<Vec<Fetched>, StoreDown>>>,
+        history_reads: Arc<AtomicUsize>,
         fetches: Arc<AtomicUsize>,
         gate: Arc<tokio::sync::Semaphore>,
     }
@@ -255,6 +403,8 @@ mod tests {
         fn new() -> Self {
             let store = Store {
                 answer: Arc::new(Mutex::new(Err(StoreDown("not set".into())))),
+                history: Arc::new(Mutex::new(Ok(Vec::new()))),
+                history_reads: Arc::default(),
                 fetches: Arc::default(),
                 gate: Arc::new(tokio::sync::Semaphore::new(1000)),
             };
@@ -273,6 +423,19 @@ mod tests {
         fn fetches(&self) -> usize {
             self.fetches.load(Ordering::SeqCst)
         }
+        /// Sets the history the store gives, as (text, version) pairs in the given order.
+        fn keep(&self, versions: &[(&str, i64)]) {
+            *self.history.lock().unwrap() = Ok(versions
+                .iter()
+                .map(|(text, version)| Fetched {
+                    text: (*text).into(),
+                    version: Some(*version),
+                })
+                .collect());
+        }
+        fn history_reads(&self) -> usize {
+            self.history_reads.load(Ordering::SeqCst)
+        }
     }
 
     /// The test store's failure.
@@ -290,6 +453,10 @@ mod tests {
         fn name(&self) -> &str {
             "/test/rules"
         }
+        async fn history(&self) -> Result<Vec<Fetched>, StoreDown> {
+            self.history_reads.fetch_add(1, Ordering::SeqCst);
+            self.history.lock().unwrap().clone()
+        }
     }
 
     /// Accepts documents that start with "v"; the value is the text.
@@ -305,6 +472,24 @@ mod tests {
 
     fn cache(store: &Store, clock: &ManualClock) -> Cached<String, Store, ManualClock> {
         Cached::new(store.clone(), parse, "rules", TTL, clock.clone())
+    }
+
+    thread_local! {
+        /// What a falling-back cache reported as versions behind, on this test's thread.
+        static BEHIND: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn note_behind(behind: i64) {
+        BEHIND.with(|reports| reports.borrow_mut().push(behind));
+    }
+
+    fn reported_behind() -> Vec<i64> {
+        BEHIND.with(|reports| reports.take())
+    }
+
+    /// A cache that falls back to older versions, as the rules' does.
+    fn falling_back(store: &Store, clock: &ManualClock) -> Cached<String, Store, ManualClock> {
+        cache(store, clock).falling_back(note_behind)
     }
 
     fn text(value: Option<Arc<String>>) -> Option<String> {
@@ -418,6 +603,137 @@ mod tests {
         drop(held);
         assert_eq!(refresher.await.unwrap(), Some("v2".into()));
         assert_eq!(store.fetches(), 2, "exactly one refresh");
+    }
+
+    #[tokio::test]
+    async fn a_cold_cache_falls_back_to_the_newest_valid_version_below_the_rejected_one() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.publish("broken", 5);
+        // In no order; 6 and 7 are above the rejected version (a publish since the read).
+        store.keep(&[
+            ("v3", 3),
+            ("v7", 7),
+            ("broken", 5),
+            ("v1", 1),
+            ("broken", 4),
+            ("v6", 6),
+            ("v2", 2),
+        ]);
+        let cache = falling_back(&store, &clock);
+        assert_eq!(text(cache.current().await), Some("v3".into()));
+        assert_eq!(cache.version(), Some(3), "the version actually served");
+        assert_eq!(store.history_reads(), 1);
+        assert_eq!(reported_behind(), [2]);
+        for _ in 0..20 {
+            assert_eq!(text(cache.current().await), Some("v3".into()));
+        }
+        assert_eq!(
+            (store.fetches(), store.history_reads()),
+            (1, 1),
+            "served from memory"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_fall_back_the_current_version_is_tried_every_ttl() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.publish("broken", 2);
+        store.keep(&[("v1", 1), ("broken", 2)]);
+        let cache = falling_back(&store, &clock);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        clock.advance(TTL);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        assert_eq!(store.fetches(), 2, "the current version tried again");
+        assert_eq!(store.history_reads(), 1, "with v1 in memory, no history");
+        assert_eq!(reported_behind(), [1, 1]);
+        store.publish("v3", 3);
+        clock.advance(TTL);
+        assert_eq!(text(cache.current().await), Some("v3".into()));
+        assert_eq!(cache.version(), Some(3));
+        assert_eq!(reported_behind(), [0]);
+    }
+
+    #[tokio::test]
+    async fn with_no_valid_older_version_callers_get_none() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.publish("broken", 3);
+        store.keep(&[("broken", 3), ("also broken", 2), ("v4", 4), ("nope", 1)]);
+        let cache = falling_back(&store, &clock);
+        assert_eq!(cache.current().await, None);
+        assert_eq!(cache.version(), None);
+        assert_eq!(store.history_reads(), 1);
+        assert_eq!(reported_behind(), Vec::<i64>::new(), "nothing in force");
+        // Retried with the back-off, history included, not on every call.
+        assert_eq!(cache.current().await, None);
+        assert_eq!((store.fetches(), store.history_reads()), (1, 1));
+        clock.advance(FIRST_BACKOFF);
+        assert_eq!(cache.current().await, None);
+        assert_eq!((store.fetches(), store.history_reads()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_history_leaves_callers_to_the_fail_policy() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.publish("broken", 2);
+        *store.history.lock().unwrap() = Err(StoreDown("AccessDeniedException".into()));
+        let cache = falling_back(&store, &clock);
+        assert_eq!(cache.current().await, None);
+        assert_eq!(store.history_reads(), 1);
+        store.publish("v3", 3);
+        clock.advance(FIRST_BACKOFF);
+        assert_eq!(text(cache.current().await), Some("v3".into()));
+    }
+
+    #[tokio::test]
+    async fn a_warm_cache_keeps_its_document_and_never_reads_history() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.keep(&[("v1", 1), ("v2", 2), ("broken", 3)]);
+        let cache = falling_back(&store, &clock);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        store.publish("broken", 3);
+        clock.advance(TTL);
+        assert_eq!(text(cache.current().await), Some("v1".into()));
+        assert_eq!(cache.version(), Some(1));
+        assert_eq!(store.history_reads(), 0, "v2 is valid but never looked for");
+        assert_eq!(reported_behind(), [0, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_does_not_fall_back_never_reads_history() {
+        let (store, clock) = (Store::new(), ManualClock::new());
+        store.publish("broken", 2);
+        store.keep(&[("v1", 1)]);
+        let cache = cache(&store, &clock);
+        assert_eq!(cache.current().await, None);
+        assert_eq!(store.history_reads(), 0);
+        assert_eq!(reported_behind(), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn the_newest_valid_version_below_is_chosen_whatever_the_order() {
+        let fetched = |text: &str, version: Option<i64>| Fetched {
+            text: text.into(),
+            version,
+        };
+        let versions = vec![
+            fetched("v9", Some(9)),
+            fetched("v5", Some(5)),
+            fetched("broken", Some(7)),
+            fetched("v6", Some(6)),
+            fetched("v-unversioned", None),
+            fetched("v8", Some(8)),
+        ];
+        let chosen = |rejected| {
+            newest_valid_below(versions.clone(), rejected, parse).map(|(_, version)| version)
+        };
+        assert_eq!(chosen(8), Some(6), "7 is invalid, 8 and 9 are not below");
+        assert_eq!(chosen(10), Some(9));
+        assert_eq!(chosen(6), Some(5));
+        assert_eq!(chosen(5), None);
+        assert_eq!(
+            newest_valid_below(Vec::new(), 3, parse).map(|(v, _)| v),
+            None
+        );
     }
 
     #[test]

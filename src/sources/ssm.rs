@@ -111,6 +111,42 @@ impl Fetch for Parameter {
     fn name(&self) -> &str {
         &self.name
     }
+
+    /// Every version GetParameterHistory gives, decrypted, over at most [`HISTORY_PAGES`]
+    /// pages. None for a name that pins a version or label: the pin is the operator's choice.
+    async fn history(&self) -> Result<Vec<Fetched>, SsmError> {
+        if pins_a_version(&self.name) {
+            return Ok(Vec::new());
+        }
+        let mut versions = Vec::new();
+        let mut next_token = None;
+        for _ in 0..HISTORY_PAGES {
+            let page = self
+                .client
+                .get_parameter_history()
+                .name(&self.name)
+                .with_decryption(true)
+                .max_results(HISTORY_PAGE_SIZE)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| cause(&e))?;
+            versions.extend(page.parameters().iter().filter_map(|version| {
+                Some(Fetched {
+                    text: version.value()?.to_owned(),
+                    version: Some(version.version()),
+                })
+            }));
+            next_token = page
+                .next_token()
+                .filter(|token| !token.is_empty())
+                .map(str::to_owned);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        Ok(versions)
+    }
 }
 
 /// Why one GetParameters call for several parameters gave nothing.
@@ -210,6 +246,20 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// GetParameterHistory is read in pages of this many versions (SSM's maximum), at most this
+/// many pages: SSM keeps a parameter's last 100 versions, so two pages hold them all and the
+/// bound only stops a store that keeps handing out pages.
+pub const HISTORY_PAGE_SIZE: i32 = 50;
+pub const HISTORY_PAGES: usize = 4;
+
+/// Whether a parameter name ends in a `:version` or `:label` selector. Parameter names hold
+/// no `:`, so one after the last `/` (an ARN's own colons come before it) is a selector.
+fn pins_a_version(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +341,16 @@ mod tests {
             .version(version)
             .value("{}")
             .build()
+    }
+
+    #[test]
+    fn a_selector_is_told_from_an_arn() {
+        assert!(!pins_a_version("/cr/rules"));
+        assert!(!pins_a_version("rules"));
+        assert!(!pins_a_version(ARN));
+        assert!(pins_a_version("/cr/rules:3"));
+        assert!(pins_a_version("rules:live"));
+        assert!(pins_a_version(&format!("{ARN}:3")));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod no_panic;
 mod queue_names;
 mod roots;
 mod rules_document;
+mod rules_history;
 mod serve;
 mod service;
 mod signature_props;

@@ -196,9 +196,10 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
     assert!(ok, "{err}");
     assert!(err.is_empty(), "{err}");
     // What the README says to alarm on: refresh failures (2), fail-policy decisions (3),
-    // enforcement failures, rules age, signature rejections, function errors and throttles.
+    // enforcement failures, rules age, a rejected version in force, signature rejections,
+    // function errors and throttles.
     assert!(
-        out.starts_with("checked 10 alarms and ") && out.contains(" dashboard metrics against 6"),
+        out.starts_with("checked 11 alarms and ") && out.contains(" dashboard metrics against 7"),
         "{out}"
     );
     let text = template_text();
@@ -210,6 +211,7 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
         "AttributesUnparseableAlarm",
         "EnforcementFailuresAlarm",
         "RulesAgeAlarm",
+        "RulesVersionBehindAlarm",
         "SignatureRejectionsAlarm",
         "FunctionErrorsAlarm",
         "FunctionThrottlesAlarm",
@@ -269,4 +271,116 @@ fn the_check_finds_a_metric_the_code_does_not_emit() {
         assert!(!ok, "{name}: the check passed");
         assert!(err.contains(said), "{name}: {err}");
     }
+}
+
+/// The template as cfn-lint reads it, as JSON: tags are objects (`{"Fn::Sub": ...}`).
+fn template_json() -> Value {
+    let output = Command::new(repo().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys\n\
+             from cfnlint.decode import decode\n\
+             template, problems = decode(sys.argv[1])\n\
+             assert not problems, problems\n\
+             json.dump(template, sys.stdout)",
+        ])
+        .arg(repo().join("template.yaml"))
+        .output()
+        .expect("the reader runs (.venv, made by `make test`)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the template as JSON")
+}
+
+#[test]
+fn the_stack_keeps_its_rules_and_log_and_reads_history_of_the_rules_only() {
+    let template = template_json();
+    let resources = &template["Resources"];
+    for kept in ["RulesParameter", "DecisionLog"] {
+        assert_eq!(resources[kept]["DeletionPolicy"], "Retain", "{kept}");
+        assert_eq!(resources[kept]["UpdateReplacePolicy"], "Retain", "{kept}");
+    }
+    let function = &resources["DecisionFunction"]["Properties"];
+    let statements: Vec<&Value> = function["Policies"][0]["Statement"]
+        .as_array()
+        .expect("the function's statements")
+        .iter()
+        .filter(|s| s.get("Action").is_some())
+        .collect();
+    let rules_arn = json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${RulesParameterName}"});
+    let history: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| s.to_string().contains("GetParameterHistory"))
+        .collect();
+    assert_eq!(history.len(), 1, "one statement grants the history");
+    assert_eq!(history[0]["Action"], "ssm:GetParameterHistory");
+    assert_eq!(
+        history[0]["Resource"], rules_arn,
+        "on the rules parameter only"
+    );
+    // Nothing else is granted on a wildcard.
+    for statement in statements {
+        assert!(!statement.to_string().contains("\"*\""), "{statement}");
+    }
+}
+
+#[test]
+fn the_routes_call_the_live_alias_behind_the_guardrails() {
+    let template = template_json();
+    let resources = &template["Resources"];
+    let function = &resources["DecisionFunction"]["Properties"];
+    assert_eq!(function["AutoPublishAlias"], "live");
+    assert_eq!(
+        function["DeploymentPreference"]["Type"],
+        json!({"Ref": "DeploymentType"})
+    );
+    let rollback: Vec<&str> = function["DeploymentPreference"]["Alarms"]
+        .as_array()
+        .expect("rollback alarms")
+        .iter()
+        .filter_map(|a| a["Ref"].as_str())
+        .collect();
+    for alarm in [
+        "FunctionErrorsAlarm",
+        "RulesUnavailableAlarm",
+        "QueueNameUnresolvedAlarm",
+        "AttributesUnparseableAlarm",
+    ] {
+        assert!(rollback.contains(&alarm), "{alarm} rolls a deploy back");
+        assert!(resources[alarm].is_object(), "{alarm} exists");
+    }
+    for (route, path) in [("Assignment", "/assignment"), ("Events", "/events")] {
+        let event = &function["Events"][route]["Properties"];
+        assert_eq!(event["ApiId"], json!({"Ref": "Api"}), "{route}");
+        assert_eq!(event["Path"], path);
+    }
+    let api = &resources["Api"]["Properties"];
+    assert_eq!(
+        api["DefaultRouteSettings"],
+        json!({
+            "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"}
+        })
+    );
+    assert_eq!(
+        api["AccessLogSettings"]["DestinationArn"],
+        json!({"Fn::GetAtt": ["AccessLog", "Arn"]})
+    );
+    let format = api["AccessLogSettings"]["Format"]
+        .as_str()
+        .expect("an access log format");
+    let format: Value = serde_json::from_str(format).expect("the access log is JSON lines");
+    for field in format.as_object().expect("fields").values() {
+        let field = field.as_str().expect("a context variable");
+        for never in ["querystring", "header", "body", "path"] {
+            assert!(!field.contains(never), "{field}: no caller data");
+        }
+    }
+    assert_eq!(
+        function["Environment"]["Variables"]["METRICS_NAMESPACE"],
+        json!({"Fn::Sub": "ConditionalRecording/${AWS::StackName}"})
+    );
 }
