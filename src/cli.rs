@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `decide`. Lambda mode has no arguments.
+//! The command line: `serve`, `check`, `decide`, `publish`. Lambda mode has no arguments.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,10 @@ use serde_json::json;
 
 use crate::config::{AnswerMode, Config, ConfigError, RulesLocation};
 use crate::handler::{MAX_BODY_BYTES, ROUTE};
+use crate::publish::{self, Sample, Tier};
 use crate::rules::{self, Rules, is_queue_sid};
 use crate::service::{Signatures, TokenSource};
+use crate::sources::publishing::{self, InForce};
 use crate::sources::{RulesSource, read_rules_file};
 use crate::taskrouter::{self, AssignmentCallback, NoInstruction};
 use crate::wiring::{self, Face, StartError};
@@ -40,6 +42,41 @@ pub enum Command {
     Check { file: PathBuf },
     /// Print the decision for one task as JSON (a dry run of a rules document)
     Decide(DecideArgs),
+    /// Validate a rules document and write it to its SSM parameter as a new version
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The rules document, written byte for byte
+    pub file: PathBuf,
+    /// The SSM parameter's name, such as /conditional-recording/rules
+    #[arg(long)]
+    pub parameter: String,
+    /// Standard (up to 4096 bytes) or Advanced (up to 8192); by default the parameter's
+    /// current tier, Standard for a new one
+    #[arg(long, value_parser = parse_tier)]
+    pub tier: Option<Tier>,
+    /// Check and compare against the version in force, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A directory of sample tasks (*.json): list those this document decides differently
+    /// from the version in force
+    #[arg(long, value_name = "DIR")]
+    pub samples: Option<PathBuf>,
+    /// text for people, json (one object on stdout) for scripts
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn parse_tier(text: &str) -> Result<Tier, String> {
+    Tier::parse(text).ok_or_else(|| "Standard or Advanced".to_owned())
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +127,15 @@ pub enum Fault {
     /// What `decide` cannot do, said at the edge, with the file it concerns.
     #[error("{0}")]
     DryRun(String),
+    /// Why `publish` wrote nothing (or, for a concurrent publish, what it overwrote).
+    #[error("{0}")]
+    Publish(String),
+}
+
+impl From<publishing::PublishError> for Fault {
+    fn from(error: publishing::PublishError) -> Fault {
+        Fault::Publish(error.to_string())
+    }
 }
 
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
@@ -149,11 +195,18 @@ async fn shutdown_signal() {
 pub fn check(file: &Path) -> ExitCode {
     let checked = read_rules_file(file)
         .map_err(|e| e.to_string())
-        .and_then(|text| Rules::check(&text).map_err(|e| format!("{}: {e}", file.display())));
+        .and_then(|text| {
+            let (rules, warnings) =
+                Rules::check(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok((rules, warnings, text.len()))
+        });
     match checked {
-        Ok((rules, warnings)) => {
+        Ok((rules, warnings, bytes)) => {
             println!("{}: ok ({})", file.display(), rules.summary());
             for warning in warnings {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
+            if let Some(warning) = publish::size_warning(bytes) {
                 eprintln!("{}: warning: {warning}", file.display());
             }
             ExitCode::SUCCESS
@@ -306,4 +359,199 @@ fn dry_run_callback(params: Vec<(String, String)>) -> Result<DryRunTask, Fault> 
 fn load_rules(file: &Path) -> Result<Rules, Fault> {
     let text = read_rules_file(file).map_err(|e| Fault::DryRun(e.to_string()))?;
     Rules::from_json(&text).map_err(|e| Fault::DryRun(format!("{}: {e}", file.display())))
+}
+
+/// `publish`: check the document as `check` does, fit it to a tier, compare it with the
+/// version in force on the samples, then write it unless this is a dry run.
+pub fn publish(args: &PublishArgs, config: &Config) -> Result<(), Fault> {
+    let file = args.file.display();
+    let name = args.parameter.as_str();
+    if name.trim().is_empty() || name.contains(':') {
+        return Err(Fault::Publish(format!(
+            "--parameter takes a parameter's name (not an ARN, nor a name with a :version or :label): {name:?}"
+        )));
+    }
+    let text = read_rules_file(&args.file).map_err(|e| Fault::Publish(e.to_string()))?;
+    let (rules, warnings) =
+        Rules::check(&text).map_err(|e| Fault::Publish(format!("{file}: {e}")))?;
+    for warning in warnings {
+        eprintln!("{file}: warning: {warning}");
+    }
+    let bytes = text.len();
+    let too_large = |e: publish::TierError| Fault::Publish(format!("{file}: {e}"));
+    // What the asked tier, or every tier, cannot hold is refused before SSM is asked.
+    if args.tier.is_some() || Tier::smallest_for(bytes).is_none() {
+        publish::choose_tier(bytes, args.tier, None).map_err(too_large)?;
+    }
+    let samples = args.samples.as_deref().map(read_samples).transpose()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Fault::Runtime)?;
+    runtime.block_on(async {
+        let client = publishing::admin_client()
+            .await
+            .map_err(|e| Fault::Publish(e.to_string()))?;
+        let in_force = publishing::read(&client, name, samples.is_some()).await?;
+        let tier = publish::choose_tier(bytes, args.tier, in_force.as_ref().map(|p| p.tier))
+            .map_err(too_large)?;
+        let old_rules = in_force.as_ref().and_then(|p| in_force_rules(name, p));
+        let changes = samples.as_deref().map(|samples| {
+            publish::changes(samples, old_rules.as_ref(), &rules, config.fail_policy)
+        });
+        let report = PublishReport {
+            args,
+            summary: rules.summary(),
+            in_force: in_force.as_ref(),
+            tier,
+            bytes,
+            samples: samples.as_deref(),
+            changes: changes.as_deref(),
+        };
+        if args.format == Format::Text {
+            report.print_preview();
+        }
+        let version = if args.dry_run {
+            None
+        } else {
+            Some(publishing::write(&client, name, &text, tier, in_force.as_ref()).await?)
+        };
+        match args.format {
+            Format::Text => match version {
+                Some(version) => println!("published {name} version {version}"),
+                None => println!("dry run: nothing written"),
+            },
+            Format::Json => println!("{}", report.json(version)),
+        }
+        Ok(())
+    })
+}
+
+/// The document in force, when it is valid; a rejected one is said once, and the samples
+/// are compared as the service decides without rules.
+fn in_force_rules(name: &str, in_force: &InForce) -> Option<Rules> {
+    let text = in_force.text.as_deref()?;
+    Rules::from_json(text)
+        .inspect_err(|e| {
+            eprintln!(
+                "conditional-recording: version {} of {name} is rejected ({e}); the samples are compared with no rules in force",
+                in_force.version
+            )
+        })
+        .ok()
+}
+
+/// The sample tasks of a directory: its `*.json` files, by name. A file that cannot be read
+/// is an error naming it; its content is never quoted (caller data).
+fn read_samples(dir: &Path) -> Result<Vec<Sample>, Fault> {
+    let unreadable = |path: &Path, e: std::io::Error| {
+        Fault::Publish(format!("{}: cannot read: {e}", path.display()))
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
+        let path = entry.map_err(|e| unreadable(dir, e))?.path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(Fault::Publish(format!(
+            "{}: no sample files (*.json) in it",
+            dir.display()
+        )));
+    }
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = crate::sources::read_at_most(path, MAX_BODY_BYTES as u64)
+                .map_err(|e| unreadable(path, e))?
+                .ok_or_else(|| {
+                    Fault::Publish(format!(
+                        "{}: over {MAX_BODY_BYTES} bytes; TaskAttributes come in a callback body of at most 256 KiB",
+                        path.display()
+                    ))
+                })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| "not UTF-8 text".to_owned())
+                .and_then(|text| Sample::parse(name, text));
+            text.map_err(|e| Fault::Publish(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// What `publish` found and decided, for people or for scripts.
+struct PublishReport<'a> {
+    args: &'a PublishArgs,
+    summary: String,
+    in_force: Option<&'a InForce>,
+    tier: Tier,
+    bytes: usize,
+    samples: Option<&'a [Sample]>,
+    changes: Option<&'a [publish::Change<'a>]>,
+}
+
+impl PublishReport<'_> {
+    fn print_preview(&self) {
+        let file = self.args.file.display();
+        let name = &self.args.parameter;
+        println!("{file}: ok ({})", self.summary);
+        match self.in_force {
+            Some(p) => println!(
+                "{name}: version {} in force ({}, {} tier)",
+                p.version,
+                p.kind.as_str(),
+                p.tier
+            ),
+            None => println!("{name}: does not exist yet; it will be a String parameter"),
+        }
+        println!(
+            "{file}: {} bytes, written at the {} tier (up to {} bytes)",
+            self.bytes,
+            self.tier,
+            self.tier.limit()
+        );
+        if let (Some(samples), Some(changes)) = (self.samples, self.changes) {
+            for change in changes {
+                println!("{change}");
+            }
+            println!(
+                "{} of {} samples decided differently",
+                changes.len(),
+                samples.len()
+            );
+        }
+    }
+
+    fn json(&self, version: Option<i64>) -> serde_json::Value {
+        let decision = |d: &rules::Decision| {
+            let reason = d.reason();
+            json!({
+                "decision": d.outcome(),
+                "reason": reason.kind(),
+                "rule": reason.rule().map(|r| r.to_string()),
+            })
+        };
+        json!({
+            "parameter": self.args.parameter,
+            "file": self.args.file.display().to_string(),
+            "bytes": self.bytes,
+            "tier": self.tier.as_str(),
+            "type": self.in_force.map_or("String", |p| p.kind.as_str()),
+            "previous_version": self.in_force.map(|p| p.version),
+            "version": version,
+            "dry_run": self.args.dry_run,
+            "samples": self.samples.map(<[Sample]>::len),
+            "changes": self.changes.map(|changes| changes.iter().map(|c| json!({
+                "sample": c.sample,
+                "old": decision(&c.old),
+                "new": decision(&c.new),
+            })).collect::<Vec<_>>()),
+        })
+    }
 }

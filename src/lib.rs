@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod ports;
+pub mod publish;
 pub mod rules;
 pub mod serve;
 pub mod service;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             Command::Serve { addr } => config().and_then(|config| cli::serve(addr, config)),
             Command::Check { file } => return cli::check(&file),
             Command::Decide(args) => config().and_then(|config| cli::decide(&args, &config)),
+            Command::Publish(args) => config().and_then(|config| cli::publish(&args, &config)),
         }
     };
     match result {

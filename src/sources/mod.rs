@@ -3,6 +3,7 @@
 pub mod cache;
 mod chain;
 pub mod https;
+pub mod publishing;
 pub mod ssm;
 pub mod taskrouter_api;
 pub mod tokens;

@@ -227,7 +227,7 @@ fn answers_to(parameter: &aws_sdk_ssm::types::Parameter, name: &str) -> bool {
 /// answered with, or what went wrong in sending the request. Never the answer itself: an
 /// answer the SDK could not read may hold a decrypted SecureString, and the SDK's own report
 /// (`DisplayErrorContext`) prints the raw response, body included.
-fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(super) fn cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: &SdkError<E, Response>,
 ) -> SsmError {
     match error {

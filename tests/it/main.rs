@@ -19,6 +19,7 @@ mod lambda_events;
 mod lambda_runtime;
 mod matching;
 mod no_panic;
+mod publish;
 mod queue_names;
 mod roots;
 mod rules_document;
