@@ -14,15 +14,23 @@ use crate::publish::{self, Sample, Tier};
 use crate::rules::{self, Rules, is_queue_sid};
 use crate::service::{Signatures, TokenSource};
 use crate::sources::publishing::{self, InForce};
-use crate::sources::{RulesSource, read_rules_file};
+use crate::sources::{RulesSource, read_rules_file, shown};
 use crate::taskrouter::{self, AssignmentCallback, NoInstruction};
 use crate::wiring::{self, Face, StartError};
 use lambda_http::request::LambdaRequest;
 
+/// The version and the commit built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CONDITIONAL_RECORDING_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "conditional-recording",
-    version,
+    version = VERSION,
     about = "Decides whether TaskRouter records each Flex call"
 )]
 pub struct Cli {
@@ -35,8 +43,9 @@ pub enum Command {
     /// Serve POST /assignment on a local HTTP server (rules from RULES_PARAMETER in SSM or
     /// RULES_FILE, else the embedded example document)
     Serve {
+        /// HOST:PORT to listen on; HOST may be a name (localhost:3000), PORT 0 for any
         #[arg(long, default_value = "127.0.0.1:3000")]
-        addr: SocketAddr,
+        addr: String,
     },
     /// Validate a rules document; exit 1 with the JSON path of the first fault
     Check { file: PathBuf },
@@ -117,7 +126,7 @@ pub enum Fault {
     Runtime(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
-        addr: SocketAddr,
+        addr: String,
         source: std::io::Error,
     },
     #[error("server failed: {0}")]
@@ -138,16 +147,18 @@ impl From<publishing::PublishError> for Fault {
     }
 }
 
-pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
+pub fn serve(addr: &str, config: Config) -> Result<(), Fault> {
     let runtime = tokio::runtime::Runtime::new().map_err(Fault::Runtime)?;
     runtime.block_on(async move {
         let app = wiring::build(&config, Face::Serve).await?;
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listen = |source| Fault::Listen {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(listen_address(addr).await.map_err(listen)?)
             .await
-            .map_err(|source| Fault::Listen { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| Fault::Listen { addr, source })?;
+            .map_err(listen)?;
+        let bound = listener.local_addr().map_err(listen)?;
         println!("conditional-recording serving POST http://{bound}{ROUTE}");
         println!("rules: {}", app.rules.describe());
         if config.rules == RulesLocation::Unset {
@@ -168,6 +179,22 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
             .await
             .map_err(Fault::Server)
     })
+}
+
+/// The address `--addr` names: an IP address and port as given, or a host name's first IPv4
+/// address (so `localhost:3000` answers `curl http://127.0.0.1:3000` as well as
+/// `curl http://localhost:3000`), else its first address.
+async fn listen_address(addr: &str) -> std::io::Result<SocketAddr> {
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -197,17 +224,17 @@ pub fn check(file: &Path) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|text| {
             let (rules, warnings) =
-                Rules::check(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+                Rules::check(&text).map_err(|e| format!("{}: {e}", shown(file)))?;
             Ok((rules, warnings, text.len()))
         });
     match checked {
         Ok((rules, warnings, bytes)) => {
-            println!("{}: ok ({})", file.display(), rules.summary());
+            println!("{}: ok ({})", shown(file), rules.summary());
             for warning in warnings {
-                eprintln!("{}: warning: {warning}", file.display());
+                eprintln!("{}: warning: {warning}", shown(file));
             }
             if let Some(warning) = publish::size_warning(bytes) {
-                eprintln!("{}: warning: {warning}", file.display());
+                eprintln!("{}: warning: {warning}", shown(file));
             }
             ExitCode::SUCCESS
         }
@@ -288,8 +315,8 @@ const MAX_EVENT_BYTES: u64 = 8 << 20;
 /// something that is no callback at all) without reading more than that.
 fn read_at_most(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fault> {
     crate::sources::read_at_most(path, limit)
-        .map_err(|e| Fault::DryRun(format!("{}: cannot read: {e}", path.display())))?
-        .ok_or_else(|| Fault::DryRun(format!("{}: over {limit} bytes; {what}", path.display())))
+        .map_err(|e| Fault::DryRun(format!("{}: cannot read: {e}", shown(path))))?
+        .ok_or_else(|| Fault::DryRun(format!("{}: over {limit} bytes; {what}", shown(path))))
 }
 
 fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
@@ -319,7 +346,7 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
             let payload: LambdaRequest = serde_json::from_slice(&text).map_err(|e| {
                 Fault::DryRun(format!(
                     "{}: not an API Gateway REST or HTTP API event: {e}",
-                    event.display()
+                    shown(event)
                 ))
             })?;
             let request = crate::lambda::into_request(payload);
@@ -328,7 +355,7 @@ fn dry_run_task(args: &DecideArgs) -> Result<DryRunTask, Fault> {
             let params = crate::handler::form_parameters(&request).map_err(|rejection| {
                 Fault::DryRun(format!(
                     "{}: the service answers {} ({rejection})",
-                    event.display(),
+                    shown(event),
                     rejection.status().as_u16()
                 ))
             })?;
@@ -358,13 +385,13 @@ fn dry_run_callback(params: Vec<(String, String)>) -> Result<DryRunTask, Fault> 
 
 fn load_rules(file: &Path) -> Result<Rules, Fault> {
     let text = read_rules_file(file).map_err(|e| Fault::DryRun(e.to_string()))?;
-    Rules::from_json(&text).map_err(|e| Fault::DryRun(format!("{}: {e}", file.display())))
+    Rules::from_json(&text).map_err(|e| Fault::DryRun(format!("{}: {e}", shown(file))))
 }
 
 /// `publish`: check the document as `check` does, fit it to a tier, compare it with the
 /// version in force on the samples, then write it unless this is a dry run.
 pub fn publish(args: &PublishArgs, config: &Config) -> Result<(), Fault> {
-    let file = args.file.display();
+    let file = shown(&args.file);
     let name = args.parameter.as_str();
     if name.trim().is_empty() || name.contains(':') {
         return Err(Fault::Publish(format!(
@@ -446,7 +473,7 @@ fn in_force_rules(name: &str, in_force: &InForce) -> Option<Rules> {
 /// is an error naming it; its content is never quoted (caller data).
 fn read_samples(dir: &Path) -> Result<Vec<Sample>, Fault> {
     let unreadable = |path: &Path, e: std::io::Error| {
-        Fault::Publish(format!("{}: cannot read: {e}", path.display()))
+        Fault::Publish(format!("{}: cannot read: {e}", shown(path)))
     };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
@@ -498,7 +525,7 @@ struct PublishReport<'a> {
 
 impl PublishReport<'_> {
     fn print_preview(&self) {
-        let file = self.args.file.display();
+        let file = shown(&self.args.file);
         let name = &self.args.parameter;
         println!("{file}: ok ({})", self.summary);
         match self.in_force {
@@ -539,7 +566,7 @@ impl PublishReport<'_> {
         };
         json!({
             "parameter": self.args.parameter,
-            "file": self.args.file.display().to_string(),
+            "file": shown(&self.args.file).to_string(),
             "bytes": self.bytes,
             "tier": self.tier.as_str(),
             "type": self.in_force.map_or("String", |p| p.kind.as_str()),

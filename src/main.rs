@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         config().and_then(run_lambda)
     } else {
         match Cli::parse().command {
-            Command::Serve { addr } => config().and_then(|config| cli::serve(addr, config)),
+            Command::Serve { addr } => config().and_then(|config| cli::serve(&addr, config)),
             Command::Check { file } => return cli::check(&file),
             Command::Decide(args) => config().and_then(|config| cli::decide(&args, &config)),
             Command::Publish(args) => config().and_then(|config| cli::publish(&args, &config)),

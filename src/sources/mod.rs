@@ -74,14 +74,12 @@ pub enum FileRulesError {
 /// Reads a rules file without reading more than a document may hold.
 pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError> {
     let unreadable = |error| FileRulesError::Unreadable {
-        path: path.display().to_string(),
+        path: shown(path),
         error,
     };
     let bytes = read_at_most(path, crate::rules::MAX_DOCUMENT_BYTES as u64)
         .map_err(unreadable)?
-        .ok_or_else(|| FileRulesError::TooLarge {
-            path: path.display().to_string(),
-        })?;
+        .ok_or_else(|| FileRulesError::TooLarge { path: shown(path) })?;
     String::from_utf8(bytes).map_err(|_| {
         unreadable(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -90,14 +88,35 @@ pub fn read_rules_file(path: &std::path::Path) -> Result<String, FileRulesError>
     })
 }
 
-/// A file's bytes, or `None` when it holds more than `limit`; no more than `limit + 1`
-/// bytes are read, however long the file (or `/dev/zero`) is.
+/// `-`, as command-line tools take it: standard input.
+pub fn is_standard_input(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// A path as messages name it (`standard input` for `-`).
+pub fn shown(path: &std::path::Path) -> String {
+    if is_standard_input(path) {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// A file's bytes (standard input's for `-`), or `None` when it holds more than `limit`; no
+/// more than `limit + 1` bytes are read, however long the file (or `/dev/zero`) is.
 pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
+    if is_standard_input(path) {
+        std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)?;
+    } else {
+        std::fs::File::open(path)?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)?;
+    }
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 

@@ -523,3 +523,133 @@ fn decide_answers_as_the_mode_does_and_says_why_attributes_cannot_be_read() {
     );
     assert!(!stderr.contains("CA1"), "no value is echoed: {stderr}");
 }
+
+/// Runs the binary with `stdin` as its standard input.
+fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command(&[])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN));
+    let mut input = child.stdin.take().expect("stdin");
+    // The binary may stop reading early (a document over the limit): a broken pipe is fine.
+    let _ = input.write_all(stdin);
+    drop(input);
+    let output = child.wait_with_output().expect("the binary ends");
+    support::keep_log("cli", &output.stderr);
+    output
+}
+
+#[test]
+fn check_and_decide_read_standard_input_for_a_dash() {
+    let output = run_with_input(&["check", "-"], TEMPLATE_DOCUMENT.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).starts_with("standard input: ok ("),
+        "{}",
+        describe(&output)
+    );
+
+    let output = run_with_input(
+        &["check", "-"],
+        br#"{"enabled": true, "exclude_queus": []}"#,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("standard input: ") && stderr.contains("exclude_queus"),
+        "the fault names the input and the key: {}",
+        describe(&output)
+    );
+
+    // Bounded as a file is: 4 MiB and one byte is refused without reading further.
+    let huge = vec![b' '; 4 * 1024 * 1024 + 1];
+    let output = run_with_input(&["check", "-"], &huge);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("standard input"),
+        "{}",
+        describe(&output)
+    );
+
+    let dir = TempDir::new();
+    let rules = dir.write("rules.json", TEMPLATE_DOCUMENT);
+    let output = run_with_input(
+        &["decide", "--rules", path_str(&rules), "--attributes", "@-"],
+        OUTBOUND.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let piped: Value = serde_json::from_slice(&output.stdout).expect("a decision");
+    assert_eq!(piped, decide(&rules, OUTBOUND, &[], &[]));
+}
+
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    let output = run(&["--version"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let line = text(&output.stdout);
+    let expected = format!(
+        "conditional-recording {} (commit ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(line.starts_with(&expected), "{line:?}");
+    let commit = line
+        .trim_end()
+        .strip_prefix(&expected)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_owned());
+    match head {
+        // Built from this checkout: the commit it was at when built (HEAD may have moved
+        // since, so a prefix of the history, not HEAD itself).
+        Some(_) => {
+            let known = std::process::Command::new("git")
+                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("git runs");
+            assert!(known.success(), "{commit} is a commit of this repository");
+        }
+        None => assert_eq!(commit, "unknown"),
+    }
+}
+
+#[test]
+fn serve_listens_on_a_host_name() {
+    use std::io::{BufRead, BufReader};
+    let mut child = command(&[])
+        .args(["serve", "--addr", "localhost:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("a banner line");
+    let _ = child.kill();
+    let _ = child.wait();
+    // localhost's IPv4 address, so both curl http://localhost and http://127.0.0.1 reach it.
+    assert!(
+        banner.starts_with("conditional-recording serving POST http://127.0.0.1:"),
+        "{banner:?}"
+    );
+
+    let output = run(&["serve", "--addr", "no-such-host.invalid:3000"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("cannot listen on no-such-host.invalid:3000"),
+        "{}",
+        describe(&output)
+    );
+}
