@@ -7,7 +7,8 @@
 //! so that later events agree). `first` do-not-record: every recording of the call is
 //! stopped and deleted. `first` record and `now` do-not-record (a move into an excluded
 //! queue): recordings in progress are stopped, and what was recorded stays. Otherwise
-//! nothing is touched. Nothing is ever started or resumed.
+//! nothing is touched. Nothing is ever started or resumed. A task TaskRouter no longer has
+//! can never be stamped or assigned again: its event's own decision is its first and last.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,6 +25,14 @@ use crate::taskrouter::{self, stamped_record};
 /// A delivery's work must be done by then, from its arrival: Lambda freezes after the
 /// answer, and Event Streams waits 5 s for it.
 pub const ENFORCEMENT_BUDGET: Duration = Duration::from_secs(4);
+
+/// The cause of a recording Twilio will not delete yet: the delivery is unfinished, so a
+/// later one (Event Streams' redelivery, or the task's next event) deletes it.
+pub const STILL_PROCESSING: &str = "recording still processing; deleted by a later delivery";
+
+/// What the lines of a call whose task is gone say: its first decision is the event's own.
+pub const TASK_GONE: &str =
+    "TaskRouter answered 404: the task is gone, so the first decision is this event's, unstamped";
 
 /// What enforcement did to one recording (or found to do), as its line names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +78,8 @@ pub enum Enforced {
         /// `false` when something failed that a later delivery may finish (the delivery is
         /// answered `503` so Event Streams sends it again).
         complete: bool,
+        /// The task is gone from TaskRouter: `first` is `now`, and was not stamped.
+        task_gone: bool,
     },
     /// The first decision could not be had (the task could not be read or stamped): nothing
     /// was touched, and a later delivery tries again.
@@ -103,8 +114,8 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
         let Decision::Conference { record, reason } = now else {
             return Enforced::NotACall;
         };
-        let first = match attributes.as_ref().and_then(stamped_record) {
-            Some(first) => first,
+        let (first, task_gone) = match attributes.as_ref().and_then(stamped_record) {
+            Some(first) => (first, false),
             None => {
                 let stamp = json!({
                     "record": record,
@@ -118,8 +129,11 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                     &stamp,
                 );
                 match within(deadline, stamped).await {
-                    Ok(Annotated::Written { .. }) => record,
-                    Ok(Annotated::Kept { record }) => record,
+                    Ok(Annotated::Written { .. }) => (record, false),
+                    Ok(Annotated::Kept { record }) => (record, false),
+                    // Deleted, so never stamped or assigned again: no later event can
+                    // disagree, and waiting for a stamp would leave its recordings forever.
+                    Ok(Annotated::TaskGone) => (record, true),
                     Err(cause) => return Enforced::NoFirstDecision { now, cause },
                 }
             }
@@ -141,6 +155,7 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
             now,
             complete: !work.incomplete,
             actions: work.actions,
+            task_gone,
         }
     }
 
@@ -162,10 +177,11 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
         }
         for (of, recording) in &found.recordings {
             let conference = found.conference.clone();
-            if matches!(
+            let live = matches!(
                 recording.status,
                 RecordingStatus::InProgress | RecordingStatus::Paused
-            ) {
+            );
+            if live {
                 let stop = self
                     .recordings
                     .stop(&found.account, of.recorded(), &recording.sid);
@@ -179,20 +195,23 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                 }
             }
             match recording.status {
-                // Twilio deletes a recording only once it is finished; one still processing
-                // is deleted by a later event.
-                RecordingStatus::Processing | RecordingStatus::Other => {}
+                // Twilio deletes a recording only once it is finished. Left silently, one
+                // still processing at the task's last event would stay for good: the
+                // delivery is unfinished instead, so it comes again.
+                RecordingStatus::Processing => {
+                    work.failed(conference, Some(&recording.sid), STILL_PROCESSING.into())
+                }
+                // A status the Voice API does not document: not ours to touch.
+                RecordingStatus::Other => {}
                 _ => {
                     let delete = self.recordings.delete(&found.account, &recording.sid);
                     match within(deadline, delete).await {
-                        Ok(Done::Now | Done::AlreadyGone) => work.done(
-                            ActionKind::Deleted,
-                            found.conference.clone(),
-                            &recording.sid,
-                        ),
-                        Err(cause) => {
-                            work.failed(found.conference.clone(), Some(&recording.sid), cause)
+                        Ok(Done::Now | Done::AlreadyGone) => {
+                            work.done(ActionKind::Deleted, conference, &recording.sid)
                         }
+                        // Refused (one just stopped may be processing still): unfinished,
+                        // the cause the API's answer, and a later delivery deletes it.
+                        Err(cause) => work.failed(conference, Some(&recording.sid), cause),
                     }
                 }
             }
@@ -682,45 +701,172 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_recording_still_processing_is_left_for_a_later_event() {
+    async fn a_recording_still_processing_is_unfinished_work_for_a_later_delivery() {
         let attributes = stamped(inbound(), false);
         let voice = voice();
         voice.0.lock().unwrap().recordings =
             vec![recording("RE05", CUSTOMER, RecordingStatus::Processing)];
         let enforcer = enforcer(&attributes, voice);
-        let enforced = run(&enforcer, &event(SALES, attributes)).await;
+        let mut last = event(SALES, attributes);
+        last.kind = EventKind::TaskCompleted;
+        let enforced = run(&enforcer, &last).await;
         let Enforced::Call {
             complete,
             ref actions,
             ..
         } = enforced
         else {
-            panic!()
+            panic!("{enforced:?}")
         };
-        assert!(complete && actions.is_empty(), "{enforced:?}");
+        // Not skipped in silence: said, and the delivery answered so that it comes again.
+        assert!(!complete, "{enforced:?}");
+        assert_eq!(kinds(&enforced), [action(ActionKind::Failed, "RE05")]);
+        assert_eq!(actions[0].cause.as_deref(), Some(STILL_PROCESSING));
         assert_eq!(
             enforcer.recordings.status("RE05"),
             Some(RecordingStatus::Processing)
         );
+        let requests = enforcer.recordings.0.lock().unwrap().requests.clone();
+        assert!(
+            !requests.iter().any(|r| r.starts_with("delete")),
+            "{requests:?}"
+        );
+
+        // Redelivered once Twilio has finished it: deleted.
+        enforcer.recordings.0.lock().unwrap().recordings[0].status = RecordingStatus::Completed;
+        let again = run(&enforcer, &last).await;
+        assert_eq!(kinds(&again), [action(ActionKind::Deleted, "RE05")]);
+        assert!(matches!(again, Enforced::Call { complete: true, .. }));
+        assert_eq!(enforcer.recordings.status("RE05"), None);
     }
 
     #[tokio::test]
-    async fn chats_are_not_enforced_and_an_unstampable_task_is_left_alone() {
+    async fn a_recording_just_stopped_that_twilio_will_not_delete_yet_is_unfinished() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        {
+            let mut state = voice.0.lock().unwrap();
+            state.recordings = vec![recording("RE06", CONFERENCE, RecordingStatus::InProgress)];
+            state.stops_leave_processing = true;
+        }
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(SALES, attributes.clone())).await;
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Stopped, "RE06"),
+                action(ActionKind::Failed, "RE06")
+            ]
+        );
+        let Enforced::Call {
+            complete,
+            ref actions,
+            ..
+        } = enforced
+        else {
+            panic!("{enforced:?}")
+        };
+        assert!(!complete, "{enforced:?}");
+        assert_eq!(
+            actions[1].cause.as_deref(),
+            Some("Voice API answered 400 on delete: the recording is processing")
+        );
+
+        // The next delivery finds it still processing, then finished.
+        let again = run(&enforcer, &event(SALES, attributes.clone())).await;
+        assert_eq!(kinds(&again), [action(ActionKind::Failed, "RE06")]);
+        enforcer.recordings.0.lock().unwrap().recordings[0].status = RecordingStatus::Completed;
+        let last = run(&enforcer, &event(SALES, attributes)).await;
+        assert_eq!(kinds(&last), [action(ActionKind::Deleted, "RE06")]);
+        assert!(matches!(last, Enforced::Call { complete: true, .. }));
+    }
+
+    #[tokio::test]
+    async fn chats_are_not_enforced() {
         let chat =
             json!({"channelType": "web", "conversationSid": "CH0123456789abcdef0123456789abcdef"});
         let enforcer = enforcer(&chat, voice());
         let mut event_of_chat = event(PAYMENTS, chat);
         event_of_chat.task_channel = Some("chat".into());
         assert_eq!(run(&enforcer, &event_of_chat).await, Enforced::NotACall);
+        assert!(enforcer.recordings.0.lock().unwrap().requests.is_empty());
+    }
 
-        // The task is gone from TaskRouter: no first decision, nothing touched.
+    #[tokio::test]
+    async fn a_task_gone_from_taskrouter_is_enforced_on_the_events_own_decision() {
+        // Completed and deleted before its unstamped event arrived: no stamp can ever be
+        // read or written, so the event's decision is the first (and last) one.
         let enforcer = Enforcer {
             annotations: Tasks::default(),
             recordings: voice(),
         };
         let enforced = run(&enforcer, &event(PAYMENTS, inbound())).await;
+        let Enforced::Call {
+            first,
+            complete,
+            task_gone,
+            ..
+        } = enforced
+        else {
+            panic!("{enforced:?}")
+        };
+        assert!(task_gone && !first && complete, "{enforced:?}");
+        assert_eq!(kinds(&enforced).len(), 5, "{enforced:?}");
+        for sid in ["RE01", "RE02", "RE03"] {
+            assert_eq!(enforcer.recordings.status(sid), None, "{sid} deleted");
+        }
         assert!(
-            matches!(enforced, Enforced::NoFirstDecision { .. }),
+            enforcer.annotations.attributes(TASK).is_none(),
+            "not recreated"
+        );
+
+        // Gone, and its event a recorded queue's: nothing to do, and nothing touched.
+        let enforcer = Enforcer {
+            annotations: Tasks::default(),
+            recordings: voice(),
+        };
+        let enforced = run(&enforcer, &event(SALES, inbound())).await;
+        assert!(
+            matches!(enforced, Enforced::Call { first: true, task_gone: true, ref actions, .. } if actions.is_empty()),
+            "{enforced:?}"
+        );
+        assert!(enforcer.recordings.0.lock().unwrap().requests.is_empty());
+    }
+
+    /// Annotations that cannot be had: TaskRouter down.
+    struct Unreachable;
+
+    impl TaskAnnotations for Unreachable {
+        type Error = &'static str;
+        async fn annotate(
+            &self,
+            _account_sid: Option<&str>,
+            _workspace_sid: Option<&str>,
+            _task_sid: &str,
+            _annotation: &Value,
+        ) -> Result<Annotated, &'static str> {
+            Err("TaskRouter answered 503")
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_task_is_left_alone_for_a_later_delivery() {
+        let enforcer = Enforcer {
+            annotations: Unreachable,
+            recordings: voice(),
+        };
+        let deadline = Instant::now() + ENFORCEMENT_BUDGET;
+        let enforced = enforcer
+            .enforce(
+                &event(PAYMENTS, inbound()),
+                Some(&rules()),
+                None,
+                FailPolicy::DoNotRecord,
+                deadline,
+            )
+            .await;
+        assert!(
+            matches!(&enforced, Enforced::NoFirstDecision { cause, .. } if cause == "TaskRouter answered 503"),
             "{enforced:?}"
         );
         assert!(enforcer.recordings.0.lock().unwrap().requests.is_empty());

@@ -107,6 +107,9 @@ pub enum Annotated {
     Written { attempts: u32 },
     /// The task already had a stamp, with this decision, which stays.
     Kept { record: bool },
+    /// TaskRouter has no such task (`404`): it was completed and deleted, so it can never be
+    /// stamped, or assigned again.
+    TaskGone,
 }
 
 /// The Voice API's recordings, for enforcement (SPEC section 8): where a call's recordings

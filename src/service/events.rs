@@ -8,7 +8,7 @@ use super::{
     App, QueueDirectory, Recordings, Refusal, RulesSource, Signatures, TaskAnnotations, TaskRef,
     TokenSource, UnknownUrl,
 };
-use crate::enforcement::{ENFORCEMENT_BUDGET, Enforced};
+use crate::enforcement::{ENFORCEMENT_BUDGET, Enforced, TASK_GONE};
 use crate::events::{self, Delivered, EventError, TaskEvent};
 use crate::metrics::{self, EnforcementRecord};
 use crate::rules::record_outcome;
@@ -240,7 +240,10 @@ fn record(
             now,
             actions,
             complete,
+            task_gone,
         } => {
+            // The audit shows a first decision that was never stamped.
+            let unstamped = task_gone.then_some(TASK_GONE);
             for action in actions {
                 line(
                     action.kind.as_str(),
@@ -248,7 +251,7 @@ fn record(
                     now,
                     action.conference_sid.as_deref(),
                     action.recording_sid.as_deref(),
-                    action.cause.as_deref(),
+                    action.cause.as_deref().or(unstamped),
                 );
             }
             if *complete {

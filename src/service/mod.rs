@@ -210,7 +210,7 @@ where
                     Some(Annotated::Kept { record }) => {
                         (Some("kept"), Some(rules::record_outcome(record)))
                     }
-                    None => (Some("failed"), None),
+                    Some(Annotated::TaskGone) | None => (Some("failed"), None),
                 }
             }
             _ => (None, None),
@@ -323,6 +323,8 @@ where
             &annotation,
         );
         let cause = match tokio::time::timeout(left, written).await {
+            // At assignment the task exists; gone, it is one more failure to log.
+            Ok(Ok(Annotated::TaskGone)) => "TaskRouter answered 404: the task is gone".to_owned(),
             Ok(Ok(annotated)) => {
                 if let Annotated::Written { attempts } = annotated {
                     tracing::info!(task_sid = %callback.task_sid, attempts, "task annotated");
@@ -470,7 +472,7 @@ pub mod memory {
 
     /// The Voice API's conferences and recordings, in memory, changed as Twilio would: a
     /// stop stops, a delete deletes, a recording gone is a `404` (done), and a delete of a
-    /// recording still in progress is refused.
+    /// recording still in progress or processing is refused.
     #[derive(Debug, Default)]
     pub struct Voice(pub Mutex<VoiceState>);
 
@@ -483,6 +485,9 @@ pub mod memory {
         pub recordings: Vec<VoiceRecording>,
         /// Recordings whose stop fails, as a Voice API `500` would.
         pub failing_stops: Vec<String>,
+        /// A stopped recording is `processing` (until a test finishes it), as Twilio's is
+        /// for a while after the stop.
+        pub stops_leave_processing: bool,
         /// Every request, as `operation sid`.
         pub requests: Vec<String>,
     }
@@ -502,6 +507,8 @@ pub mod memory {
         StopFailed,
         #[error("Voice API answered 400 on delete: the recording is in progress")]
         InProgress,
+        #[error("Voice API answered 400 on delete: the recording is processing")]
+        Processing,
     }
 
     impl Voice {
@@ -578,9 +585,14 @@ pub mod memory {
             if state.failing_stops.iter().any(|sid| sid == recording_sid) {
                 return Err(VoiceError::StopFailed);
             }
+            let stopped = if state.stops_leave_processing {
+                RecordingStatus::Processing
+            } else {
+                RecordingStatus::Stopped
+            };
             match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
                 Some(recording) => {
-                    recording.status = RecordingStatus::Stopped;
+                    recording.status = stopped;
                     Ok(Done::Now)
                 }
                 None => Ok(Done::AlreadyGone),
@@ -597,8 +609,10 @@ pub mod memory {
             let Some(at) = state.recordings.iter().position(|r| r.sid == recording_sid) else {
                 return Ok(Done::AlreadyGone);
             };
-            if state.recordings[at].status == RecordingStatus::InProgress {
-                return Err(VoiceError::InProgress);
+            match state.recordings[at].status {
+                RecordingStatus::InProgress => return Err(VoiceError::InProgress),
+                RecordingStatus::Processing => return Err(VoiceError::Processing),
+                _ => {}
             }
             state.recordings.remove(at);
             Ok(Done::Now)
@@ -624,8 +638,6 @@ pub mod memory {
     pub enum MemoryError {
         #[error("no such queue")]
         NoSuchQueue,
-        #[error("no such task")]
-        NoSuchTask,
     }
 
     /// Queue names by SID.
@@ -669,7 +681,9 @@ pub mod memory {
             annotation: &Value,
         ) -> Result<Annotated, MemoryError> {
             let mut tasks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let attributes = tasks.get_mut(task_sid).ok_or(MemoryError::NoSuchTask)?;
+            let Some(attributes) = tasks.get_mut(task_sid) else {
+                return Ok(Annotated::TaskGone);
+            };
             if let Some(record) = stamped_record(attributes) {
                 return Ok(Annotated::Kept { record });
             }

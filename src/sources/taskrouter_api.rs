@@ -281,7 +281,7 @@ impl TaskAnnotations for Annotator {
     /// Merges `annotation` into the task's current attributes under [`STAMP_KEY`], with
     /// `If-Match` so a concurrent writer is never clobbered: on `412` the task is fetched and
     /// merged again. A stamp already on the task (an earlier reservation's: the call's first
-    /// decision) is kept, and nothing is written.
+    /// decision) is kept, and nothing is written. A `404` is [`Annotated::TaskGone`].
     async fn annotate(
         &self,
         account_sid: Option<&str>,
@@ -298,6 +298,9 @@ impl TaskAnnotations for Annotator {
                 .api
                 .send(account_sid, Method::GET, &url, &[], None)
                 .await?;
+            if task.status == StatusCode::NOT_FOUND {
+                return Ok(Annotated::TaskGone);
+            }
             if !task.status.is_success() {
                 return Err(ApiError::Status(task.status.as_u16()));
             }
@@ -327,6 +330,8 @@ impl TaskAnnotations for Annotator {
                     return Ok(Annotated::Written { attempts: attempt });
                 }
                 StatusCode::PRECONDITION_FAILED => continue,
+                // Deleted between the read and the write.
+                StatusCode::NOT_FOUND => return Ok(Annotated::TaskGone),
                 status => return Err(ApiError::Status(status.as_u16())),
             }
         }

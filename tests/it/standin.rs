@@ -238,6 +238,14 @@ impl StandIn {
         );
     }
 
+    /// Completes and deletes a Task: TaskRouter answers `404` for it from now on.
+    pub fn remove_task(&self, workspace_sid: &str, task_sid: &str) {
+        self.shared
+            .state()
+            .tasks
+            .remove(&task_key(workspace_sid, task_sid));
+    }
+
     /// A Task's attributes as stored (a JSON string); `None` when there is no such task.
     pub fn task_attributes_text(&self, workspace_sid: &str, task_sid: &str) -> Option<String> {
         self.shared
@@ -300,6 +308,17 @@ impl StandIn {
             .entry(method.to_ascii_uppercase())
             .or_default()
             .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// The next `n` requests with this method whose path starts with `path_prefix` get
+    /// `fault` (one route failing, the others served), after any queued by
+    /// [`StandIn::fail_next`] and before those of [`StandIn::fail_next_method`].
+    pub fn fail_next_at(&self, method: &str, path_prefix: &str, n: usize, fault: Fault) {
+        let mut state = self.shared.state();
+        let route = (method.to_ascii_uppercase(), path_prefix.to_owned());
+        state
+            .route_faults
+            .extend(std::iter::repeat_n((route, fault), n));
     }
 
     /// The requests for one Task.
@@ -367,6 +386,13 @@ impl StandIn {
         if let Some(recording) = state.recordings.iter_mut().find(|r| r.sid == sid) {
             recording.status = status.to_owned();
         }
+    }
+
+    /// What a stop leaves a recording in from now on: `stopped` (the default), or
+    /// `processing`, as Twilio's is for a while after the stop (it then refuses a delete
+    /// until a test moves it on with [`StandIn::set_recording_status`]).
+    pub fn leave_stopped_recordings(&self, status: &str) {
+        self.shared.state().stopped_status = Some(status.to_owned());
     }
 
     /// Every Voice API page holds at most `n` items from now on, whatever `PageSize` asks:
@@ -484,6 +510,10 @@ struct State {
     next_faults: VecDeque<Fault>,
     /// Method -> faults for the next requests with that method.
     method_faults: HashMap<String, VecDeque<Fault>>,
+    /// ((method, path prefix), fault) for the next requests on that route, in order.
+    route_faults: Vec<((String, String), Fault)>,
+    /// The status a stop leaves a recording in, when not `stopped`.
+    stopped_status: Option<String>,
     fault: Option<Fault>,
     requests: Vec<Recorded>,
     /// Voice API conferences, in the order they were added.
@@ -736,9 +766,16 @@ impl Shared {
 
     /// Applies a fault, the credentials check and the route.
     fn act(&self, state: &mut State, request: &Recorded) -> Action {
+        let on_route = |((method, prefix), _): &((String, String), Fault)| {
+            *method == request.method && request.path().starts_with(prefix.as_str())
+        };
         let fault = state
             .next_faults
             .pop_front()
+            .or_else(|| {
+                let at = state.route_faults.iter().position(on_route)?;
+                Some(state.route_faults.remove(at).1)
+            })
             .or_else(|| {
                 state
                     .method_faults
@@ -1077,7 +1114,10 @@ impl Shared {
         };
         match (recording.status.as_str(), wanted) {
             (_, None) => return twilio_error(400, 20001, "Missing required parameter Status"),
-            ("in-progress" | "paused", Some(status @ ("stopped" | "paused" | "in-progress"))) => {
+            ("in-progress" | "paused", Some("stopped")) => {
+                recording.status = state.stopped_status.clone().unwrap_or("stopped".into());
+            }
+            ("in-progress" | "paused", Some(status @ ("paused" | "in-progress"))) => {
                 recording.status = status.to_owned();
             }
             ("stopped", Some("stopped")) => {}
