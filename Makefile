@@ -5,7 +5,7 @@ test:
 
 # The service on the embedded example rules, at http://127.0.0.1:3000/assignment
 serve:
-	cargo run --release -- serve
+	cargo run --profile local -- serve
 
 lint:
 	cargo fmt --check
