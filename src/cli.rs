@@ -148,6 +148,7 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Fault> {
         let bound = listener
             .local_addr()
             .map_err(|source| Fault::Listen { addr, source })?;
+        wiring::log_started(&app);
         println!("conditional-recording serving POST http://{bound}{ROUTE}");
         println!("rules: {}", app.rules.describe());
         if config.rules == RulesLocation::Unset {
