@@ -159,6 +159,7 @@ pub fn serve(addr: &str, config: Config) -> Result<(), Fault> {
             .await
             .map_err(listen)?;
         let bound = listener.local_addr().map_err(listen)?;
+        wiring::log_started(&app);
         println!("conditional-recording serving POST http://{bound}{ROUTE}");
         println!("rules: {}", app.rules.describe());
         if config.rules == RulesLocation::Unset {

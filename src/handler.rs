@@ -6,7 +6,6 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
-use crate::metrics;
 pub use crate::service::{ANNOTATE_DEADLINE, DECISION_BUDGET, Inbound, Refusal, answer_in};
 use crate::service::{
     App, QueueDirectory, Recordings, RulesSource, Signatures, TaskAnnotations, TokenSource,
@@ -14,6 +13,7 @@ use crate::service::{
 };
 use crate::service::{Delivery, EventsInbound};
 use crate::taskrouter::{self, CallbackError};
+use crate::{metrics, refusal_log};
 
 /// The assignment callback's route. A stage prefix (`/Prod/assignment`) is ignored for
 /// routing.
@@ -98,8 +98,13 @@ where
     T: TokenSource,
     R: Recordings,
 {
-    /// Answers one request. Never fails: every outcome is an HTTP response.
+    /// Answers one request. Never fails: every outcome is an HTTP response. A refusal's lines
+    /// are rationed ([`refusal_log`]); its metric is not.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        refusal_log::request(self.respond(request)).await
+    }
+
+    async fn respond(&self, request: Request) -> Response<Body> {
         let started = std::time::Instant::now();
         let answered = if route_path(&request) == EVENTS_ROUTE {
             self.answer_events(&request, started).await
@@ -112,7 +117,14 @@ where
             Ok((status, body)) => json_response(status, body),
             Err(rejection) => {
                 let status = rejection.status();
-                tracing::warn!(status = status.as_u16(), error = %rejection, "callback rejected");
+                if let Some(suppressed) = refusal_log::closing() {
+                    tracing::warn!(
+                        status = status.as_u16(),
+                        error = %rejection,
+                        suppressed = (suppressed > 0).then_some(suppressed),
+                        "callback rejected"
+                    );
+                }
                 if let Rejection::Refused(refusal) = &rejection
                     && let Some(cause) = refusal.signature_cause()
                 {

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::handler::{BodyProblem, MAX_BODY_BYTES};
+use crate::logging;
 use crate::service::{App, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource};
 
 /// Turns an API Gateway event into the request the handler sees, never panicking.
@@ -262,7 +263,8 @@ fn header_names(event: &str) -> usize {
     })
 }
 
-/// Runs the Lambda runtime loop until the runtime stops it.
+/// Runs the Lambda runtime loop until the runtime stops it. Each invocation is handled within
+/// [`logging::in_invocation`], so what it logs carries its request ID.
 pub async fn run<S, Q, A, T, R>(app: Arc<App<S, Q, A, T, R>>) -> Result<(), lambda_http::Error>
 where
     S: RulesSource,
@@ -274,7 +276,8 @@ where
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |event: LambdaEvent<Box<RawValue>>| {
             let app = Arc::clone(&app);
-            async move { answer_event(&app, event).await }
+            let request_id = event.context.request_id.clone();
+            logging::in_invocation(request_id, async move { answer_event(&app, event).await })
         },
     ))
     .await

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ports;
 pub mod publish;
+pub mod refusal_log;
 pub mod rules;
 pub mod serve;
 pub mod service;

@@ -37,6 +37,7 @@ fn run_lambda(config: Config) -> Result<(), Fault> {
         .map_err(Fault::Runtime)?;
     runtime.block_on(async move {
         let app = wiring::build(&config, Face::Lambda).await?;
+        wiring::log_started(&app);
         lambda::run(Arc::new(app)).await.map_err(Fault::Lambda)
     })
 }

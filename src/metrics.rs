@@ -177,7 +177,8 @@ pub struct DecisionRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<&'a str>,
     pub elapsed_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The Lambda request ID, as Lambda names it (`requestId`).
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
     /// For the `RulesAgeSeconds` metric; not a field of its own.
     #[serde(skip)]
@@ -265,7 +266,8 @@ pub struct EnforcementRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
     pub elapsed_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The Lambda request ID, as Lambda names it (`requestId`).
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
 }
 
@@ -326,7 +328,11 @@ pub fn annotation_failed() {
     );
 }
 
+/// Writes a metric line; within a Lambda invocation it carries the invocation's `requestId`.
 fn emit(mut line: Value, directives: Vec<Value>) {
+    if let Some(request_id) = crate::logging::request_id() {
+        line["requestId"] = json!(request_id);
+    }
     line["_aws"] = json!({"Timestamp": now_ms(), "CloudWatchMetrics": directives});
     write_line(format!("{line}\n").as_bytes());
 }
@@ -384,7 +390,7 @@ mod tests {
             "rules_version": 7,
             "answer": "conference",
             "elapsed_us": 412,
-            "request_id": "r-1",
+            "requestId": "r-1",
             "Outcome": "do-not-record",
             "Reason": "excluded_by_queue",
             "Decisions": 1,
@@ -459,7 +465,7 @@ mod tests {
         assert_eq!(line["Enforcements"], 1);
         assert_eq!(line["cause"], "Voice API answered 500 on stop");
         assert_eq!(line["recording_sid"], "RE11111111111111111111111111111111");
-        assert!(line.get("request_id").is_none());
+        assert!(line.get("requestId").is_none());
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Action"]])

@@ -209,6 +209,29 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     })
 }
 
+/// Logs `started` (info) once the service is ready: the version and what it runs with, as
+/// built (a fallback `serve` took shows here). Names, never secrets: the rules source is a
+/// parameter name, a file path or the embedded example.
+pub fn log_started<S: RulesSource>(app: &App<S>) {
+    let settings = &app.settings;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        commit = env!("CONDITIONAL_RECORDING_COMMIT"),
+        answer_mode = match settings.mode {
+            Mode::Conference => "conference",
+            Mode::Annotate(_) => "annotate",
+        },
+        enforcement = if settings.enforcement.is_some() { "on" } else { "off" },
+        rules_source = %app.rules.describe(),
+        signatures = match settings.signatures {
+            Signatures::Enforce { .. } => "enforce",
+            Signatures::Off => "off",
+        },
+        metrics_namespace = crate::metrics::namespace(),
+        "started"
+    );
+}
+
 /// An SSM parameter on the one SSM client, which the first parameter creates.
 async fn ssm_parameter(
     client: &mut Option<aws_sdk_ssm::Client>,

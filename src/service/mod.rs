@@ -19,8 +19,8 @@ pub use crate::ports::{
     TokenSource,
 };
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
-use crate::signature;
 use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstruction};
+use crate::{refusal_log, signature};
 
 mod events;
 pub use events::{Delivery, EventsInbound, Settled};
@@ -386,11 +386,13 @@ where
             (Some(url), _) => url.as_str(),
             (None, Ok(url)) => url.as_str(),
             (None, Err(UnknownUrl::RestApiQuery)) => {
-                tracing::warn!(
-                    "the callback came through a REST API (v1) with a query string, which \
+                if refusal_log::admitted() {
+                    tracing::warn!(
+                        "the callback came through a REST API (v1) with a query string, which \
                      API Gateway does not pass on as sent, so its signature cannot be \
                      checked: set PUBLIC_URL to the callback URL"
-                );
+                    );
+                }
                 return Err(Refusal::SignatureInvalid);
             }
             (None, Err(_)) => return Err(Refusal::SignatureInvalid),
@@ -400,11 +402,13 @@ where
         } else {
             // The URL without its query (which may carry a secret) tells an operator which
             // URL the signature was checked against.
-            let checked = without_secrets(url);
-            tracing::warn!(
-                url = %checked,
-                "signature does not match; is PUBLIC_URL or the callback URL in TaskRouter different?"
-            );
+            if refusal_log::admitted() {
+                let checked = without_secrets(url);
+                tracing::warn!(
+                    url = %checked,
+                    "signature does not match; is PUBLIC_URL or the callback URL in TaskRouter different?"
+                );
+            }
             Err(Refusal::SignatureInvalid)
         }
     }

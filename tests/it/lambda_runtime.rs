@@ -327,6 +327,91 @@ fn example_rules_are_the_template_default_and_the_embedded_example() {
     assert_eq!(rules, default, "template.yaml's default rules document");
 }
 
+#[test]
+fn lambda_lines_carry_the_invocations_request_id_after_a_started_line() {
+    let mut runtime = Runtime::start();
+    let inbound = events_dir().join("http-inbound-recorded.json");
+    assert_eq!(runtime.answer(&inbound).status, 200);
+    let forged = events_dir().join("http-bad-signature.json");
+    assert_eq!(runtime.answer(&forged).status, 403);
+    let logs = runtime.stop();
+    assert_clean(&logs);
+    let rules = events_dir().join("rules.json");
+    crate::log_lines::assert_started(
+        &logs,
+        &[
+            ("answer_mode", "conference"),
+            ("enforcement", "on"),
+            ("rules_source", &format!("file {}", rules.display())),
+            ("signatures", "enforce"),
+            ("metrics_namespace", "ConditionalRecording"),
+        ],
+    );
+
+    let lines = logs.json();
+    let started = lines
+        .iter()
+        .position(|line| line["message"] == "started")
+        .expect("a started line");
+    assert!(
+        lines[started].get("requestId").is_none(),
+        "started is no invocation's"
+    );
+    // Everything after it was written while an invocation was handled.
+    let handled = &lines[started + 1..];
+    for line in handled {
+        assert!(
+            line["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+            "no requestId: {line}"
+        );
+        assert!(line.get("request_id").is_none(), "{line}");
+    }
+    let request_id = |message: &str| {
+        let line = handled
+            .iter()
+            .find(|line| line["message"] == message)
+            .unwrap_or_else(|| panic!("no {message} line\n{}", logs.text()));
+        line["requestId"].as_str().unwrap_or_default().to_owned()
+    };
+    let decided = request_id("decision");
+    let refused = request_id("callback rejected");
+    assert_ne!(decided, refused, "two invocations, two request IDs");
+    // The refusal's metric line is the refused invocation's.
+    let counted = handled
+        .iter()
+        .find(|line| line["SignatureRejections"] == 1)
+        .expect("a SignatureRejections line");
+    assert_eq!(counted["requestId"], refused.as_str());
+}
+
+#[test]
+fn lambdas_log_level_drops_log_lines_but_never_decisions_or_metrics() {
+    let mut runtime = Runtime::start_with(&[("AWS_LAMBDA_LOG_LEVEL", "ERROR")]);
+    let inbound = events_dir().join("http-inbound-recorded.json");
+    assert_eq!(runtime.answer(&inbound).status, 200);
+    let forged = events_dir().join("http-bad-signature.json");
+    assert_eq!(runtime.answer(&forged).status, 403);
+    let logs = runtime.stop();
+    assert_clean(&logs);
+    let lines = logs.json();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["decision"],
+        "only the decision has a message at ERROR"
+    );
+    let decision = logs.decision_for(&task_sid(&read_json(&inbound)));
+    assert!(decision["requestId"].is_string(), "{decision}");
+    assert!(
+        lines.iter().any(|line| line["SignatureRejections"] == 1),
+        "the refusal is still counted\n{}",
+        logs.text()
+    );
+}
+
 /// Events from other services: an SQS batch and an S3 notification.
 fn foreign_events() -> (Value, Value) {
     let sqs = json!({"Records": [{

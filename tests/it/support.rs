@@ -78,6 +78,7 @@ pub const EXAMPLE_EXCLUDED_QUEUE: &str = "WQ00000000000000000000000000000000";
 /// Environment variables the product reads; tests start from none of them.
 const PRODUCT_ENV: &[&str] = &[
     "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_LOG_LEVEL",
     "RULES_PARAMETER",
     "RULES_FILE",
     "RULES_CACHE_TTL_SECONDS",
