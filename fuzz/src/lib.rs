@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use conditional_recording::metrics;
 use conditional_recording::rules::{Decision, EXAMPLE_DOCUMENT, FailPolicy, Reason, Rules, Task};
 use conditional_recording::sources::StaticRules;
 use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
@@ -22,19 +23,15 @@ pub const DO_NOT_RECORD: &str = "do-not-record";
 /// which no fuzz target configures).
 pub const STATUSES: &[u16] = &[200, 400, 403, 404, 405, 413];
 
-/// A documented reason kind (README "The decision log").
-pub const REASONS: &[&str] = &[
-    "no_exclusion_matched",
-    "excluded_by_queue",
-    "excluded_by_attribute",
-    "included",
-    "not_included",
-    "disabled",
-    "not_a_call",
-    "rules_unavailable",
-    "queue_name_unresolved",
-    "task_attributes_unparseable",
-];
+/// The documented reason kinds (README "The decision log"): the values of the `Reason`
+/// dimension in the metric catalogue.
+pub fn reasons() -> &'static [&'static str] {
+    metrics::DIMENSIONS
+        .iter()
+        .find(|d| d.name == "Reason")
+        .map(|d| d.values)
+        .expect("the catalogue has the Reason dimension")
+}
 
 /// One runtime per process: the handler's futures never wait on I/O here.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -161,7 +158,7 @@ pub fn check_decision_body(body: &Value) {
 /// is a documented body carrying the rules' pass-through keys.
 pub fn check_decision(rules: &Rules, task: &Task<'_>, policy: FailPolicy, decision: Decision) {
     let reason = decision.reason();
-    assert!(REASONS.contains(&reason.kind()), "{}", reason.kind());
+    assert!(reasons().contains(&reason.kind()), "{}", reason.kind());
     assert_eq!(
         decision == Decision::NotACall,
         !rules.is_call(task),

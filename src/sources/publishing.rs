@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ssm::error::SdkError;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterTier, ParameterType};
 use aws_smithy_runtime_api::http::Response;
@@ -32,13 +31,11 @@ pub async fn admin_client() -> Result<aws_sdk_ssm::Client, ClientError> {
     let config = service
         .config()
         .to_builder()
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+        .timeout_config(super::ssm::timeouts(
+            CONNECT_TIMEOUT,
+            ATTEMPT_TIMEOUT,
+            OPERATION_TIMEOUT,
+        ))
         .retry_config(RetryConfig::standard().with_max_attempts(READ_ATTEMPTS))
         .build();
     Ok(aws_sdk_ssm::Client::from_conf(config))

@@ -65,17 +65,24 @@ pub async fn client() -> Result<aws_sdk_ssm::Client, ClientError> {
     }
     let config = aws_config::defaults(BehaviorVersion::latest())
         .http_client(SdkClient::new()?)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+        .timeout_config(timeouts(
+            CONNECT_TIMEOUT,
+            ATTEMPT_TIMEOUT,
+            OPERATION_TIMEOUT,
+        ))
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await;
     Ok(aws_sdk_ssm::Client::new(&config))
+}
+
+/// The SDK's timeouts: to connect, for one attempt, and for all attempts of a call.
+pub(super) fn timeouts(connect: Duration, attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(connect)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
 }
 
 /// One parameter, read with decryption (String or SecureString).

@@ -8,7 +8,7 @@ use std::process::Output;
 use serde_json::{Value, json};
 use support::{
     CHAT, ENQUEUED_OUTBOUND, INBOUND, INTERNAL, OUTBOUND, SMS_OUTBOUND, TRANSFERRED, TempDir,
-    WHATSAPP_OUTBOUND, command, fixture_path,
+    WHATSAPP_OUTBOUND, command, describe, fixture_path, path_str, text,
 };
 
 /// The Flex template's own example, plus a queue name.
@@ -29,29 +29,7 @@ const QUEUE_NAME_DOCUMENT: &str = r#"{
 }"#;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let output = command(env)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN));
-    support::keep_log("cli", &output.stderr);
-    output
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    )
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
+    support::run_binary("cli", args, env)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! that moves between the read and the write).
 
 use crate::moto::{self, Moto, aws_env};
-use crate::support::{self, TempDir, command};
+use crate::support::{self, TempDir, describe, path_str, text};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -44,29 +44,7 @@ fn repo_path(relative: &str) -> PathBuf {
 
 fn run(args: &[&str], env: &[(&'static str, String)]) -> Output {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let output = command(&env)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", support::BIN));
-    support::keep_log("publish", &output.stderr);
-    output
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    )
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 path")
+    support::run_binary("publish", args, &env)
 }
 
 /// The one line a refused publish writes on stderr, after checking it is the only one and

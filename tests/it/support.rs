@@ -482,6 +482,35 @@ fn collect_lines(stderr: ChildStderr) -> JoinHandle<Vec<String>> {
     })
 }
 
+/// Runs the binary to its end with these arguments and variables; its stderr is kept under
+/// `kind` for the log scan.
+pub fn run_binary(kind: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let output = command(env)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    keep_log(kind, &output.stderr);
+    output
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A finished process's status and output, for an assertion's message.
+pub fn describe(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
 /// Keeps what a process of the binary wrote to stderr in `target/tmp/test-logs/`, where
 /// `make test` scans every line the suite produced for test tokens and phone numbers.
 pub fn keep_log(kind: &str, stderr: &[u8]) {
