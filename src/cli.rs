@@ -47,7 +47,8 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
     },
-    /// Validate a rules document; exit 1 with the JSON path of the first fault
+    /// Validate a rules document (- for standard input); exit 1 with the JSON path of the
+    /// first fault
     Check { file: PathBuf },
     /// Print the decision for one task as JSON (a dry run of a rules document)
     Decide(DecideArgs),
@@ -94,7 +95,7 @@ pub struct DecideArgs {
     /// The rules document to evaluate
     #[arg(long)]
     pub rules: PathBuf,
-    /// TaskAttributes as JSON text, or @FILE to read them from a file
+    /// TaskAttributes as JSON text, or @FILE to read them from a file (@- for standard input)
     #[arg(long)]
     pub attributes: Option<String>,
     /// A form-encoded assignment-callback body, as TaskRouter posts it
