@@ -153,12 +153,63 @@ impl Silent {
 
 /// A TCP proxy in front of an SSM endpoint whose answers can be held back: an SSM that
 /// answers, but slower than the service's timeouts. Forwards at once until
-/// [`SlowProxy::set_delay`] says otherwise, and notes which operations went through; lives
-/// until the test process ends.
+/// [`SlowProxy::set_delay`] says otherwise, notes which operations went through, and can hold
+/// one request of a given operation until the test lets it go ([`SlowProxy::hold_next`]);
+/// lives until the test process ends.
 pub struct SlowProxy {
     pub port: u16,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     operations: Operations,
+    gate: std::sync::Arc<Gate>,
+}
+
+/// The hold on one request: the operation to hold, a signal when it arrives, and the
+/// release the test sends.
+struct Gate {
+    hold: std::sync::Mutex<Option<String>>,
+    arrived: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    arrivals: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    releases: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        let (arrived, arrivals) = std::sync::mpsc::channel();
+        let (release, releases) = std::sync::mpsc::channel();
+        Gate {
+            hold: std::sync::Mutex::new(None),
+            arrived: std::sync::Mutex::new(arrived),
+            arrivals: std::sync::Mutex::new(arrivals),
+            release: std::sync::Mutex::new(release),
+            releases: std::sync::Mutex::new(releases),
+        }
+    }
+
+    /// Holds the request if it names the held operation (the hold is then spent); a held
+    /// request goes on when released, or after a minute whatever happens.
+    fn pass(&self, operations: &[String]) {
+        let held = {
+            let mut hold = lock(&self.hold);
+            let held = hold
+                .as_ref()
+                .is_some_and(|held| operations.iter().any(|o| o == held));
+            if held {
+                *hold = None;
+            }
+            held
+        };
+        if held {
+            let _ = lock(&self.arrived).send(());
+            let _ = lock(&self.releases).recv_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `X-Amz-Target` of each request that went through, in order.
@@ -175,6 +226,8 @@ impl SlowProxy {
         let delay = Arc::clone(&delay_ms);
         let operations = Operations::default();
         let seen = Arc::clone(&operations);
+        let gate = Arc::new(Gate::new());
+        let held = Arc::clone(&gate);
         std::thread::spawn(move || {
             while let Ok((client, _)) = listener.accept() {
                 let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream));
@@ -188,8 +241,8 @@ impl SlowProxy {
                 else {
                     continue;
                 };
-                let seen = Arc::clone(&seen);
-                std::thread::spawn(move || pipe(client_reader, server, None, Some(seen)));
+                let watch = (Arc::clone(&seen), Arc::clone(&held));
+                std::thread::spawn(move || pipe(client_reader, server, None, Some(watch)));
                 let delay = Arc::clone(&delay);
                 std::thread::spawn(move || pipe(server_reader, client, Some(delay), None));
             }
@@ -198,6 +251,7 @@ impl SlowProxy {
             port,
             delay_ms,
             operations,
+            gate,
         }
     }
 
@@ -213,20 +267,39 @@ impl SlowProxy {
 
     /// The SSM operations requested so far (`GetParameter`, `GetParameters`, ...), in order.
     pub fn operations(&self) -> Vec<String> {
-        self.operations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.operations).clone()
+    }
+
+    /// How many requests named `operation` so far.
+    pub fn count(&self, operation: &str) -> usize {
+        self.operations().iter().filter(|o| *o == operation).count()
+    }
+
+    /// Holds the next request for `operation` until [`SlowProxy::release`].
+    pub fn hold_next(&self, operation: &str) {
+        *lock(&self.gate.hold) = Some(operation.to_owned());
+    }
+
+    /// Waits until the held request has arrived.
+    pub fn wait_for_held(&self) {
+        lock(&self.gate.arrivals)
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the held operation was never requested");
+    }
+
+    /// Lets the held request go on.
+    pub fn release(&self) {
+        let _ = lock(&self.gate.release).send(());
     }
 }
 
-/// Copies `from` to `to` until either side closes, waiting `delay` before each chunk and
-/// noting in `operations` the SSM operation each request names.
+/// Copies `from` to `to` until either side closes, waiting `delay` before each chunk and,
+/// for requests, noting the SSM operation each names and passing it through the gate.
 fn pipe(
     mut from: TcpStream,
     mut to: TcpStream,
     delay: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-    operations: Option<Operations>,
+    requests: Option<(Operations, std::sync::Arc<Gate>)>,
 ) {
     use std::io::{Read, Write};
     let mut buffer = [0u8; 16 * 1024];
@@ -235,8 +308,8 @@ fn pipe(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(operations) = &operations {
-            note_operations(&buffer[..n], operations);
+        if let Some((operations, gate)) = &requests {
+            gate.pass(&note_operations(&buffer[..n], operations));
         }
         if let Some(delay) = &delay {
             let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
@@ -251,19 +324,15 @@ fn pipe(
 }
 
 /// Requests to SSM name their operation in one header, `X-Amz-Target: AmazonSSM.<name>`; a
-/// request's headers arrive in one chunk on loopback.
-fn note_operations(chunk: &[u8], operations: &Operations) {
+/// request's headers arrive in one chunk on loopback. Returns the chunk's operations.
+fn note_operations(chunk: &[u8], operations: &Operations) -> Vec<String> {
     let text = String::from_utf8_lossy(chunk);
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim().eq_ignore_ascii_case("x-amz-target") {
-            let operation = value.trim().trim_start_matches("AmazonSSM.").to_owned();
-            operations
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(operation);
-        }
-    }
+    let named: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("x-amz-target"))
+        .map(|(_, value)| value.trim().trim_start_matches("AmazonSSM.").to_owned())
+        .collect();
+    lock(operations).extend(named.iter().cloned());
+    named
 }

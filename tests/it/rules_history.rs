@@ -7,14 +7,9 @@
 //! and honours `WithDecryption`; it lists versions oldest first, an order SSM does not
 //! promise, so these tests put the version to find on the last page.
 
-use crate::moto::{Moto, aws_env};
+use crate::moto::{Moto, SlowProxy, aws_env};
 use crate::support::{Callback, Http, INBOUND, Logs, Server};
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
@@ -155,7 +150,7 @@ fn a_later_good_version_is_picked_up_within_one_ttl() {
     let parameter = "/cr/fixed-later";
     moto.put(parameter, EXCLUDE_INBOUND, ParameterType::SecureString);
     moto.put(parameter, BAD_REGEX, ParameterType::SecureString);
-    let proxy = Proxy::start(moto.port, false);
+    let proxy = SlowProxy::start(moto.port);
     let server = serve(
         &proxy.endpoint(),
         parameter,
@@ -218,7 +213,7 @@ fn more_than_a_page_of_history_is_read_whole() {
             version
         );
     }
-    let proxy = Proxy::start(moto.port, false);
+    let proxy = SlowProxy::start(moto.port);
     let started = Instant::now();
     let server = serve(&proxy.endpoint(), parameter, &[]);
     let start_took = started.elapsed();
@@ -248,10 +243,11 @@ fn a_version_above_the_rejected_one_is_never_used() {
     moto.put(parameter, BAD_JSON, ParameterType::SecureString);
     // The history read is held until version 3 (valid) is published: it is in the history,
     // above the rejected version 2.
-    let proxy = Proxy::start(moto.port, true);
+    let proxy = SlowProxy::start(moto.port);
+    proxy.hold_next("GetParameterHistory");
     let published = std::thread::scope(|scope| {
         let server = scope.spawn(|| serve(&proxy.endpoint(), parameter, &[]));
-        proxy.history_requested();
+        proxy.wait_for_held();
         let version = moto.put(parameter, EXCLUDE_INBOUND, ParameterType::SecureString);
         proxy.release();
         (server.join().expect("the server started"), version)
@@ -276,7 +272,7 @@ fn a_warm_process_keeps_its_document_and_never_reads_history() {
     let moto = Moto::start();
     let parameter = "/cr/warm";
     moto.put(parameter, EXCLUDE_INBOUND, ParameterType::String);
-    let proxy = Proxy::start(moto.port, false);
+    let proxy = SlowProxy::start(moto.port);
     let server = serve(
         &proxy.endpoint(),
         parameter,
@@ -314,142 +310,4 @@ fn a_warm_process_keeps_its_document_and_never_reads_history() {
         "{:?}",
         versions_behind(&logs)
     );
-}
-
-/// A TCP proxy in front of moto that notes each SSM operation and can hold the first
-/// GetParameterHistory request until the test releases it. Lives until the test process
-/// ends; a held request is let go after a minute whatever happens.
-struct Proxy {
-    port: u16,
-    operations: Arc<Mutex<Vec<String>>>,
-    requested: Mutex<mpsc::Receiver<()>>,
-    release: mpsc::Sender<()>,
-}
-
-impl Proxy {
-    fn start(upstream: u16, hold_history: bool) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let operations = Arc::new(Mutex::new(Vec::new()));
-        let (requested_tx, requested) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let gate = Arc::new(Gate {
-            armed: AtomicBool::new(hold_history),
-            requested: Mutex::new(requested_tx),
-            release: Mutex::new(release_rx),
-        });
-        let seen = Arc::clone(&operations);
-        std::thread::spawn(move || {
-            while let Ok((client, _)) = listener.accept() {
-                let upstream = SocketAddr::from(([127, 0, 0, 1], upstream));
-                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
-                else {
-                    continue;
-                };
-                let (Ok(client_reader), Ok(server_reader)) =
-                    (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                let (seen, gate) = (Arc::clone(&seen), Arc::clone(&gate));
-                std::thread::spawn(move || {
-                    forward(client_reader, server, |chunk| gate.pass(chunk, &seen))
-                });
-                std::thread::spawn(move || forward(server_reader, client, |_| ()));
-            }
-        });
-        Proxy {
-            port,
-            operations,
-            requested: Mutex::new(requested),
-            release,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn operations(&self) -> Vec<String> {
-        self.operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn count(&self, operation: &str) -> usize {
-        self.operations().iter().filter(|o| *o == operation).count()
-    }
-
-    /// Waits until the held GetParameterHistory request has arrived.
-    fn history_requested(&self) {
-        self.requested
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recv_timeout(Duration::from_secs(60))
-            .expect("GetParameterHistory was never requested");
-    }
-
-    /// Lets the held request go on to moto.
-    fn release(&self) {
-        let _ = self.release.send(());
-    }
-}
-
-/// The hold on the first GetParameterHistory request.
-struct Gate {
-    armed: AtomicBool,
-    requested: Mutex<mpsc::Sender<()>>,
-    release: Mutex<mpsc::Receiver<()>>,
-}
-
-impl Gate {
-    /// Notes the operations a request chunk names (its headers arrive in one chunk on
-    /// loopback) and holds the first history request while armed.
-    fn pass(&self, chunk: &[u8], operations: &Mutex<Vec<String>>) {
-        let text = String::from_utf8_lossy(chunk);
-        for line in text.lines() {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            if !name.trim().eq_ignore_ascii_case("x-amz-target") {
-                continue;
-            }
-            let operation = value.trim().trim_start_matches("AmazonSSM.").to_owned();
-            let is_history = operation == "GetParameterHistory";
-            operations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(operation);
-            if is_history && self.armed.swap(false, Ordering::SeqCst) {
-                let _ = self
-                    .requested
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .send(());
-                let _ = self
-                    .release
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .recv_timeout(Duration::from_secs(60));
-            }
-        }
-    }
-}
-
-/// Copies `from` to `to` until either side closes, showing each chunk to `inspect` first.
-fn forward(mut from: TcpStream, mut to: TcpStream, inspect: impl Fn(&[u8])) {
-    let mut buffer = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        inspect(&buffer[..n]);
-        if to.write_all(&buffer[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
 }
