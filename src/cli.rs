@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `decide`, `publish`. Lambda mode has no arguments.
+//! The command line: `serve`, `check`, `decide`, `publish`, and (in `proof`) `reconcile` and
+//! `explain`. Lambda mode has no arguments.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,11 @@ pub enum Command {
     Decide(DecideArgs),
     /// Validate a rules document and write it to its SSM parameter as a new version
     Publish(PublishArgs),
+    /// Account for every recording of a period against the ledger's first decisions; exit 0
+    /// clean, 1 violations remain, 3 incomplete, 2 usage
+    Reconcile(crate::proof::ReconcileArgs),
+    /// Print the ledger's account of one call (by WT, CA, CF or RE SID); exit 1 when unknown
+    Explain(crate::proof::ExplainArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -66,6 +66,10 @@ pub struct Config {
     pub voice_api_base_url: String,
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of every metric, when set.
     pub metrics_namespace: Option<String>,
+    /// `LEDGER_TABLE`: the DynamoDB table of first decisions and actions, when set.
+    pub ledger_table: Option<String>,
+    /// `LEDGER_RETENTION_DAYS`: how long a ledger entry is kept.
+    pub ledger_retention_days: u32,
 }
 
 /// How a decision reaches TaskRouter.
@@ -77,6 +81,10 @@ pub enum AnswerMode {
     /// Answer `{}` and write the decision into the task's attributes.
     Annotate,
 }
+
+/// Days a ledger entry is kept when `LEDGER_RETENTION_DAYS` is not set: a year and a month,
+/// so a yearly audit still finds last year's calls.
+pub const DEFAULT_LEDGER_RETENTION_DAYS: u32 = 400;
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL_SECONDS: u64 = 86_400;
@@ -109,6 +117,10 @@ pub enum ConfigError {
         "METRICS_NAMESPACE must be 1 to 255 letters, digits and . - _ / # : or spaces, and not start with AWS/"
     )]
     MetricsNamespace,
+    #[error("LEDGER_TABLE must be a DynamoDB table name: 3 to 255 letters, digits and _ - .")]
+    LedgerTable,
+    #[error("LEDGER_RETENTION_DAYS must be a whole number of days from 1 to 3650")]
+    LedgerRetention,
     #[error(
         "TWILIO_API_KEY (an API key SID: SK followed by 32 lowercase hex digits) and TWILIO_API_SECRET go together"
     )]
@@ -205,6 +217,23 @@ impl Config {
         {
             return Err(ConfigError::MetricsNamespace);
         }
+        let ledger_table = set("LEDGER_TABLE")?;
+        let is_table_name = |name: &str| {
+            (3..=255).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        };
+        if ledger_table.as_deref().is_some_and(|t| !is_table_name(t)) {
+            return Err(ConfigError::LedgerTable);
+        }
+        let ledger_retention_days = match set("LEDGER_RETENTION_DAYS")? {
+            Some(text) => match text.parse::<u32>() {
+                Ok(days @ 1..=3650) => days,
+                _ => return Err(ConfigError::LedgerRetention),
+            },
+            None => DEFAULT_LEDGER_RETENTION_DAYS,
+        };
         Ok(Config {
             rules,
             ttl,
@@ -220,6 +249,8 @@ impl Config {
             public_events_url,
             voice_api_base_url,
             metrics_namespace,
+            ledger_table,
+            ledger_retention_days,
         })
     }
 
@@ -295,6 +326,33 @@ mod tests {
         assert_eq!(c.tokens, TokenLocation::Unset);
         assert!(c.enforce_signatures);
         assert_eq!((c.account_sid, c.public_url), (None, None));
+    }
+
+    #[test]
+    fn ledger_settings() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.ledger_table, c.ledger_retention_days), (None, 400));
+        let c = config(&[
+            ("LEDGER_TABLE", "cr-ledger"),
+            ("LEDGER_RETENTION_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.ledger_table.as_deref(), Some("cr-ledger"));
+        assert_eq!(c.ledger_retention_days, 30);
+        for bad in ["x", "a table", "t/../u", &"t".repeat(256)] {
+            assert_eq!(
+                config(&[("LEDGER_TABLE", bad)]),
+                Err(ConfigError::LedgerTable),
+                "{bad}"
+            );
+        }
+        for bad in ["0", "-1", "3651", "1.5", "a year"] {
+            assert_eq!(
+                config(&[("LEDGER_RETENTION_DAYS", bad)]),
+                Err(ConfigError::LedgerRetention),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::events::TaskEvent;
+use crate::ledger::{self, ActedBy, DecidedBy, FirstDecision, RecordingAction};
 use crate::ports::{
-    Annotated, Done, LoadedRules, Recorded, Recording, RecordingStatus, Recordings, TaskAnnotations,
+    Annotated, Done, Ledger, LoadedRules, Recorded, Recording, RecordingStatus, Recordings,
+    TaskAnnotations,
 };
-use crate::rules::{self, Arrival, Decision, FailPolicy};
+use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::taskrouter::{self, stamped_record};
 
 /// A delivery's work must be done by then, from its arrival: Lambda freezes after the
@@ -94,14 +96,18 @@ pub struct Enforcer<A, R> {
 
 impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
     /// Enforces one event, within `deadline`. `queue_name` is the event's, or the looked-up
-    /// one, when it has none.
-    pub async fn enforce(
+    /// one, when it has none. With a ledger, the first decision is the ledger's, else the
+    /// task's stamp (copied to the ledger), else `now` (written to both); every action is
+    /// appended to the call's entry.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enforce<L: Ledger>(
         &self,
         event: &TaskEvent,
         rules: Option<&LoadedRules>,
         queue_name: Option<&str>,
         policy: FailPolicy,
         deadline: Instant,
+        ledger: Option<&L>,
     ) -> Enforced {
         let attributes = taskrouter::parse_attributes(&event.task_attributes);
         let arrival = Arrival {
@@ -114,28 +120,54 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
         let Decision::Conference { record, reason } = now else {
             return Enforced::NotACall;
         };
-        let (first, task_gone) = match attributes.as_ref().and_then(stamped_record) {
+        let version = rules.and_then(|l| l.version);
+        let ledgered = match ledger {
+            Some(ledger) => read_first(ledger, &event.task_sid, deadline).await,
+            None => None,
+        };
+        let (first, task_gone) = match ledgered {
             Some(first) => (first, false),
             None => {
-                let stamp = json!({
-                    "record": record,
-                    "reason": reason.to_string(),
-                    "rules_version": rules.and_then(|l| l.version),
-                });
-                let stamped = self.annotations.annotate(
-                    event.account_sid.as_deref(),
-                    event.workspace_sid.as_deref(),
-                    &event.task_sid,
-                    &stamp,
-                );
-                match within(deadline, stamped).await {
-                    Ok(Annotated::Written { .. }) => (record, false),
-                    Ok(Annotated::Kept { record }) => (record, false),
-                    // Deleted, so never stamped or assigned again: no later event can
-                    // disagree, and waiting for a stamp would leave its recordings forever.
-                    Ok(Annotated::TaskGone) => (record, true),
-                    Err(cause) => return Enforced::NoFirstDecision { now, cause },
-                }
+                let (first, task_gone, by) = match attributes.as_ref().and_then(stamped_record) {
+                    Some(first) => (first, false, DecidedBy::Stamp),
+                    None => {
+                        let stamp = json!({
+                            "record": record,
+                            "reason": reason.to_string(),
+                            "rules_version": version,
+                        });
+                        let stamped = self.annotations.annotate(
+                            event.account_sid.as_deref(),
+                            event.workspace_sid.as_deref(),
+                            &event.task_sid,
+                            &stamp,
+                        );
+                        match within(deadline, stamped).await {
+                            Ok(Annotated::Written { .. }) => (record, false, DecidedBy::Event),
+                            Ok(Annotated::Kept { record }) => (record, false, DecidedBy::Stamp),
+                            // Deleted, so never stamped or assigned again: no later event can
+                            // disagree, and waiting for a stamp would leave its recordings
+                            // forever.
+                            Ok(Annotated::TaskGone) => (record, true, DecidedBy::Event),
+                            Err(cause) => return Enforced::NoFirstDecision { now, cause },
+                        }
+                    }
+                };
+                let first = match ledger {
+                    Some(ledger) => {
+                        let decision = first_decision(
+                            event,
+                            attributes.as_ref(),
+                            (first, by),
+                            (reason, version),
+                        );
+                        write_first(ledger, &decision, deadline)
+                            .await
+                            .unwrap_or(first)
+                    }
+                    None => first,
+                };
+                (first, task_gone)
             }
         };
         let mut work = Work::default();
@@ -149,6 +181,9 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                     .await
             }
             (true, true) => {}
+        }
+        if let Some(ledger) = ledger {
+            record_actions(ledger, event, attributes.as_ref(), &work.actions, deadline).await;
         }
         Enforced::Call {
             first,
@@ -402,6 +437,116 @@ impl Work {
     }
 }
 
+/// The call's first decision as the ledger has it; `None` when it has none or cannot be read
+/// (logged and counted: the task's stamp then decides, as without a ledger).
+async fn read_first<L: Ledger>(ledger: &L, task_sid: &str, deadline: Instant) -> Option<bool> {
+    match within(deadline, ledger.decision(task_sid)).await {
+        Ok(found) => found.map(|first| first.record),
+        Err(cause) => {
+            ledger_failed(task_sid, &cause);
+            None
+        }
+    }
+}
+
+/// Writes the call's first decision to the ledger: the one that stands (an earlier one, when
+/// another writer came first), or `None` when the ledger cannot be written.
+async fn write_first<L: Ledger>(
+    ledger: &L,
+    first: &FirstDecision,
+    deadline: Instant,
+) -> Option<bool> {
+    match within(deadline, ledger.first_decision(first)).await {
+        Ok(standing) => Some(standing.record),
+        Err(cause) => {
+            ledger_failed(&first.task_sid, &cause);
+            None
+        }
+    }
+}
+
+/// The first decision an event found (the stamp) or made, for the ledger.
+fn first_decision(
+    event: &TaskEvent,
+    attributes: Option<&Value>,
+    (record, by): (bool, DecidedBy),
+    (reason, rules_version): (Reason, Option<i64>),
+) -> FirstDecision {
+    let (call_sid, conference_sid) = ledger::call_sids(attributes);
+    let stamp = attributes.and_then(|a| a.get(taskrouter::STAMP_KEY));
+    let (reason, rule, rules_version) = match by {
+        DecidedBy::Stamp => (
+            stamp
+                .and_then(|s| s.get("reason"))
+                .and_then(Value::as_str)
+                .unwrap_or("stamped on the task")
+                .to_owned(),
+            None,
+            stamp
+                .and_then(|s| s.get("rules_version"))
+                .and_then(Value::as_i64),
+        ),
+        _ => (
+            reason.to_string(),
+            reason.rule().map(|r| r.to_string()),
+            rules_version,
+        ),
+    };
+    FirstDecision {
+        task_sid: event.task_sid.clone(),
+        record,
+        reason,
+        rule,
+        rules_version,
+        decided_at: ledger::unix_now(),
+        decided_by: by,
+        call_sid,
+        conference_sid,
+    }
+}
+
+/// Appends the event's actions to the call's entry (what was found to do nothing is not an
+/// action). A failure is logged and counted; the recordings are as enforced either way.
+async fn record_actions<L: Ledger>(
+    ledger: &L,
+    event: &TaskEvent,
+    attributes: Option<&Value>,
+    actions: &[Action],
+    deadline: Instant,
+) {
+    let at = ledger::unix_now();
+    let done: Vec<RecordingAction> = actions
+        .iter()
+        .filter_map(|action| {
+            Some(RecordingAction {
+                recording_sid: action.recording_sid.clone()?,
+                action: action.kind.as_str().to_owned(),
+                at,
+                by: ActedBy::Enforcement,
+                cause: action.cause.clone(),
+            })
+        })
+        .collect();
+    let conference = actions
+        .iter()
+        .find_map(|a| a.conference_sid.clone())
+        .or_else(|| ledger::call_sids(attributes).1);
+    if done.is_empty() && conference.is_none() {
+        return;
+    }
+    let written = ledger.record_actions(&event.task_sid, conference.as_deref(), &done);
+    // The actions are done: their record gets a second past a spent budget, no more.
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
+    if let Err(cause) = within(deadline, written).await {
+        ledger_failed(&event.task_sid, &cause);
+    }
+}
+
+fn ledger_failed(task_sid: &str, cause: &str) {
+    tracing::warn!(task_sid = %task_sid, cause = %cause, "ledger failed; enforcement goes on");
+    crate::metrics::ledger_failed();
+}
+
 /// A port's answer, unless the deadline passes first; the error as its one safe line.
 async fn within<T, E: std::fmt::Display>(
     deadline: Instant,
@@ -522,6 +667,7 @@ mod tests {
                 None,
                 FailPolicy::DoNotRecord,
                 deadline,
+                None::<&crate::ports::NoLedger>,
             )
             .await
     }
@@ -863,6 +1009,7 @@ mod tests {
                 None,
                 FailPolicy::DoNotRecord,
                 deadline,
+                None::<&crate::ports::NoLedger>,
             )
             .await;
         assert!(
@@ -884,6 +1031,7 @@ mod tests {
                 None,
                 FailPolicy::DoNotRecord,
                 spent,
+                None::<&crate::ports::NoLedger>,
             )
             .await;
         let Enforced::Call {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub use crate::service::{ANNOTATE_DEADLINE, DECISION_BUDGET, Inbound, Refusal, answer_in};
 use crate::service::{
-    App, QueueDirectory, Recordings, RulesSource, Signatures, TaskAnnotations, TokenSource,
+    App, Ledger, QueueDirectory, Recordings, RulesSource, Signatures, TaskAnnotations, TokenSource,
     UnknownUrl,
 };
 use crate::service::{Delivery, EventsInbound};
@@ -90,13 +90,14 @@ impl Rejection {
     }
 }
 
-impl<S, Q, A, T, R> App<S, Q, A, T, R>
+impl<S, Q, A, T, R, L> App<S, Q, A, T, R, L>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     /// Answers one request. Never fails: every outcome is an HTTP response. A refusal's lines
     /// are rationed ([`refusal_log`]); its metric is not.

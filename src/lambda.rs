@@ -5,6 +5,7 @@
 //! here first, and a bad one becomes a 400.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::handler::{BodyProblem, MAX_BODY_BYTES};
 use crate::logging;
-use crate::service::{App, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource};
+use crate::service::{
+    App, Ledger, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource,
+};
 
 /// Turns an API Gateway event into the request the handler sees, never panicking.
 pub fn into_request(mut event: LambdaRequest) -> Request {
@@ -66,8 +69,8 @@ fn take_encoded(
 
 /// Answers one invocation: the API Gateway response as JSON, in the shape the event's
 /// origin (REST or HTTP API) expects.
-pub async fn answer<S, Q, A, T, R>(
-    app: &App<S, Q, A, T, R>,
+pub async fn answer<S, Q, A, T, R, L>(
+    app: &App<S, Q, A, T, R, L>,
     event: LambdaEvent<LambdaRequest>,
 ) -> Value
 where
@@ -76,6 +79,7 @@ where
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     let origin = event.payload.request_origin();
     let request = into_request(event.payload).with_lambda_context(event.context);
@@ -193,8 +197,8 @@ impl From<NotAnApiGatewayEvent> for lambda_http::lambda_runtime::Diagnostic {
 
 /// Answers one invocation from the event's JSON text: checked for what would make the
 /// conversion to a request panic, then as [`answer`].
-pub async fn answer_event<S, Q, A, T, R>(
-    app: &App<S, Q, A, T, R>,
+pub async fn answer_event<S, Q, A, T, R, L>(
+    app: &App<S, Q, A, T, R, L>,
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Value, NotAnApiGatewayEvent>
 where
@@ -203,6 +207,7 @@ where
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     let (text, context) = (event.payload, event.context);
     if header_names(text.get()) > MAX_HEADER_NAMES {
@@ -264,21 +269,89 @@ fn header_names(event: &str) -> usize {
 }
 
 /// Runs the Lambda runtime loop until the runtime stops it. Each invocation is handled within
-/// [`logging::in_invocation`], so what it logs carries its request ID.
-pub async fn run<S, Q, A, T, R>(app: Arc<App<S, Q, A, T, R>>) -> Result<(), lambda_http::Error>
+/// [`logging::in_invocation`], so what it logs carries its request ID. A scheduled sweep's
+/// event ([`SweepEvent`]) runs reconciliation through `sweep`; any other event is an API
+/// Gateway request.
+pub async fn run<S, Q, A, T, R, L, F, Fut>(
+    app: Arc<App<S, Q, A, T, R, L>>,
+    sweep: F,
+) -> Result<(), lambda_http::Error>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
+    F: Fn(SweepEvent) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, SweepFailed>> + Send,
 {
+    let sweep = Arc::new(sweep);
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |event: LambdaEvent<Box<RawValue>>| {
             let app = Arc::clone(&app);
+            let sweep = Arc::clone(&sweep);
             let request_id = event.context.request_id.clone();
-            logging::in_invocation(request_id, async move { answer_event(&app, event).await })
+            logging::in_invocation(request_id, async move {
+                match SweepEvent::read(event.payload.get()) {
+                    Some(sweep_event) => sweep(sweep_event).await.map_err(Invocation::Sweep),
+                    None => answer_event(&app, event)
+                        .await
+                        .map_err(Invocation::NotApiGateway),
+                }
+            })
         },
     ))
     .await
+}
+
+/// The event the schedule sends the sweep: `{"reconcile": {"since": "48h", "fix": true}}`.
+/// Only a principal allowed to invoke the function directly can send one: API Gateway wraps
+/// every request in its own event shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepEvent {
+    pub reconcile: SweepWindow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepWindow {
+    /// The window up to now: `48h`, as `reconcile --since`.
+    pub since: String,
+    #[serde(default)]
+    pub fix: bool,
+}
+
+impl SweepEvent {
+    /// The event, when it is one (an API Gateway event never is).
+    pub fn read(text: &str) -> Option<SweepEvent> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// Why a sweep did not run, in one line, reported as the invocation's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SweepFailed(pub String);
+
+/// An invocation's error, as the runtime reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum Invocation {
+    #[error(transparent)]
+    NotApiGateway(NotAnApiGatewayEvent),
+    #[error(transparent)]
+    Sweep(SweepFailed),
+}
+
+impl From<Invocation> for lambda_http::lambda_runtime::Diagnostic {
+    fn from(error: Invocation) -> Self {
+        match error {
+            Invocation::NotApiGateway(error) => error.into(),
+            Invocation::Sweep(error) => lambda_http::lambda_runtime::Diagnostic {
+                error_type: "SweepFailed".into(),
+                error_message: error.to_string(),
+            },
+        }
+    }
 }

@@ -5,7 +5,7 @@ use clap::Parser;
 use conditional_recording::cli::{self, Cli, Command, Fault};
 use conditional_recording::config::Config;
 use conditional_recording::wiring::{self, Face};
-use conditional_recording::{lambda, logging};
+use conditional_recording::{lambda, logging, proof};
 
 fn main() -> ExitCode {
     logging::init();
@@ -20,6 +20,18 @@ fn main() -> ExitCode {
             Command::Check { file } => return cli::check(&file),
             Command::Decide(args) => config().and_then(|config| cli::decide(&args, &config)),
             Command::Publish(args) => config().and_then(|config| cli::publish(&args, &config)),
+            Command::Reconcile(args) => {
+                return match config() {
+                    Ok(config) => proof::reconcile(&args, &config),
+                    Err(fault) => usage(&fault),
+                };
+            }
+            Command::Explain(args) => {
+                return match config() {
+                    Ok(config) => proof::explain(&args, &config),
+                    Err(fault) => usage(&fault),
+                };
+            }
         }
     };
     match result {
@@ -38,8 +50,23 @@ fn run_lambda(config: Config) -> Result<(), Fault> {
     runtime.block_on(async move {
         let app = wiring::build(&config, Face::Lambda).await?;
         wiring::log_started(&app);
-        lambda::run(Arc::new(app)).await.map_err(Fault::Lambda)
+        let config = Arc::new(config);
+        // The sweep's clients are made per run (every 15 minutes), so the callback's start
+        // pays nothing for them.
+        let sweep = move |event: lambda::SweepEvent| {
+            let config = Arc::clone(&config);
+            async move { proof::sweep(&event.reconcile.since, event.reconcile.fix, &config).await }
+        };
+        lambda::run(Arc::new(app), sweep)
+            .await
+            .map_err(Fault::Lambda)
     })
+}
+
+/// A configuration fault of `reconcile` or `explain`: exit 2, as their usage errors.
+fn usage(fault: &Fault) -> ExitCode {
+    eprintln!("conditional-recording: {fault}");
+    ExitCode::from(2)
 }
 
 fn fail(fault: &Fault) -> ExitCode {

@@ -77,6 +77,21 @@ pub const ANNOTATION_FAILURES: Metric = Metric {
     unit: "Count",
     dimension_sets: &[&[]],
 };
+pub const LEDGER_FAILURES: Metric = Metric {
+    name: "LedgerFailures",
+    unit: "Count",
+    dimension_sets: &[&[]],
+};
+pub const RECONCILED_RECORDINGS: Metric = Metric {
+    name: "ReconciledRecordings",
+    unit: "Count",
+    dimension_sets: &[&["Outcome"]],
+};
+pub const INCOMPLETE_SWEEPS: Metric = Metric {
+    name: "IncompleteSweeps",
+    unit: "Count",
+    dimension_sets: &[&[]],
+};
 
 /// Every metric the service emits.
 pub const CATALOGUE: &[&Metric] = &[
@@ -87,6 +102,9 @@ pub const CATALOGUE: &[&Metric] = &[
     &REFRESH_FAILURES,
     &SIGNATURE_REJECTIONS,
     &ANNOTATION_FAILURES,
+    &LEDGER_FAILURES,
+    &RECONCILED_RECORDINGS,
+    &INCOMPLETE_SWEEPS,
 ];
 
 /// Every dimension of the catalogue, with its values (the unit tests hold them to the code
@@ -94,7 +112,17 @@ pub const CATALOGUE: &[&Metric] = &[
 pub const DIMENSIONS: &[Dimension] = &[
     Dimension {
         name: "Outcome",
-        values: &["record-from-start", "do-not-record", "no-action"],
+        values: &[
+            "record-from-start",
+            "do-not-record",
+            "no-action",
+            "kept",
+            "deleted",
+            "violation",
+            "pending",
+            "unknown",
+            "unmanaged",
+        ],
     },
     Dimension {
         name: "Reason",
@@ -326,6 +354,55 @@ pub fn annotation_failed() {
         json!({"AnnotationFailures": 1}),
         vec![directive(&ANNOTATION_FAILURES)],
     );
+}
+
+/// A ledger read or write that failed: the service went on without it.
+pub fn ledger_failed() {
+    emit(
+        json!({"LedgerFailures": 1}),
+        vec![directive(&LEDGER_FAILURES)],
+    );
+}
+
+/// One reconciliation run (the sweep, or `reconcile`): one `reconcile` line with its window,
+/// its counts and whether it was complete, carrying `IncompleteSweeps` (0 or 1); then one
+/// `ReconciledRecordings` line per outcome, zeros included, so that an alarm on violations
+/// sees every run.
+pub fn reconciled(report: &crate::reconcile::Report, fix: bool, elapsed_ms: u64) {
+    let counts: serde_json::Map<String, Value> = report
+        .counts()
+        .into_iter()
+        .map(|(o, n)| (o.as_str().to_owned(), json!(n)))
+        .collect();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut timestamp = Vec::with_capacity(32);
+    let _ = write_timestamp(&mut timestamp, since_epoch);
+    let complete = report.complete();
+    emit(
+        json!({
+            "timestamp": String::from_utf8_lossy(&timestamp),
+            "level": if complete && report.count(crate::reconcile::Outcome::Violation) == 0 { "INFO" } else { "WARN" },
+            "message": "reconcile",
+            "from": crate::ledger::rfc3339(report.window.from),
+            "to": crate::ledger::rfc3339(report.window.to),
+            "fix": fix,
+            "recordings": report.rows.len(),
+            "outcomes": counts,
+            "complete": complete,
+            "unchecked": report.unchecked,
+            "elapsed_ms": elapsed_ms,
+            "IncompleteSweeps": u8::from(!complete),
+        }),
+        vec![directive(&INCOMPLETE_SWEEPS)],
+    );
+    for (outcome, count) in report.counts() {
+        emit(
+            json!({"Outcome": outcome.as_str(), "ReconciledRecordings": count}),
+            vec![directive(&RECONCILED_RECORDINGS)],
+        );
+    }
 }
 
 /// Writes a metric line; within a Lambda invocation it carries the invocation's `requestId`.

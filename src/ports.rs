@@ -3,12 +3,14 @@
 //! in-memory one in `service::memory`. The values that cross them (a rules document in
 //! force, the auth tokens) are defined here too, so the core needs nothing from `sources`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::ledger::{CallAccount, FirstDecision, RecordingAction, Tie, Verdict};
 use crate::rules::Rules;
 
 /// A rules document in force, with where it came from.
@@ -154,6 +156,169 @@ pub trait Recordings: Send + Sync + 'static {
         account_sid: &str,
         recording_sid: &str,
     ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
+}
+
+/// The ledger (SPEC section 10): each call's first decision, the SIDs tied to the call, and
+/// every action on its recordings. Entries are keyed by SID; a first decision is written once
+/// and never overwritten.
+pub trait Ledger: Send + Sync + 'static {
+    /// One line, safe to log.
+    type Error: fmt::Display + Send;
+
+    /// Writes `first` as the call's first decision unless it has one already, and ties its
+    /// call and conference (when known) to it. Answers the first decision that stands:
+    /// `first`, or the earlier one.
+    fn first_decision(
+        &self,
+        first: &FirstDecision,
+    ) -> impl Future<Output = Result<FirstDecision, Self::Error>> + Send;
+
+    /// The call's first decision, when the ledger has one.
+    fn decision(
+        &self,
+        task_sid: &str,
+    ) -> impl Future<Output = Result<Option<FirstDecision>, Self::Error>> + Send;
+
+    /// Appends actions on the call's recordings, tying each recording (and the conference,
+    /// when known) to the call.
+    fn record_actions(
+        &self,
+        task_sid: &str,
+        conference_sid: Option<&str>,
+        actions: &[RecordingAction],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// What the ledger knows of these conference and call SIDs, in at most one read request
+    /// per [`LEDGER_BATCH`] SIDs. A SID it knows nothing of is absent from the answer.
+    fn ties(
+        &self,
+        sids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Tie>, Self::Error>> + Send;
+
+    /// The first decisions of these calls, batched as [`Ledger::ties`]; an undecided call is
+    /// absent from the answer.
+    fn verdicts(
+        &self,
+        task_sids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Verdict>, Self::Error>> + Send;
+
+    /// Ties a conference to its call (with the call's decision, when it has one), or to
+    /// none (not a Flex call's), once the Voice API has said which, so that it is never
+    /// asked again. A conference tied to a call stays tied to it.
+    fn tie_conference(
+        &self,
+        conference_sid: &str,
+        tie: &Tie,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The whole account of the call a SID (`WT`, `CA`, `CF` or `RE`) belongs to.
+    fn account(
+        &self,
+        sid: &str,
+    ) -> impl Future<Output = Result<Option<CallAccount>, Self::Error>> + Send;
+}
+
+/// SIDs read per ledger request, at most (DynamoDB's `BatchGetItem` takes 100 keys).
+pub const LEDGER_BATCH: usize = 100;
+
+/// No ledger (`LEDGER_TABLE` unset): a type with no value, so a service built without one
+/// can never call it.
+#[derive(Debug)]
+pub enum NoLedger {}
+
+impl Ledger for NoLedger {
+    type Error = std::convert::Infallible;
+
+    async fn first_decision(&self, _: &FirstDecision) -> Result<FirstDecision, Self::Error> {
+        match *self {}
+    }
+    async fn decision(&self, _: &str) -> Result<Option<FirstDecision>, Self::Error> {
+        match *self {}
+    }
+    async fn record_actions(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &[RecordingAction],
+    ) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    async fn ties(&self, _: &[String]) -> Result<HashMap<String, Tie>, Self::Error> {
+        match *self {}
+    }
+    async fn verdicts(&self, _: &[String]) -> Result<HashMap<String, Verdict>, Self::Error> {
+        match *self {}
+    }
+    async fn tie_conference(&self, _: &str, _: &Tie) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    async fn account(&self, _: &str) -> Result<Option<CallAccount>, Self::Error> {
+        match *self {}
+    }
+}
+
+/// Every recording of an account, as the Voice API lists them for a period
+/// (`Recordings.json` with date filters), and the conferences they belong to: for
+/// reconciliation (SPEC section 10).
+pub trait RecordingArchive: Send + Sync + 'static {
+    /// One line, safe to log, that names the API's answer.
+    type Error: fmt::Display + Send;
+
+    /// One page of the account's recordings created on the days from `from` to `to` (both
+    /// inclusive, UTC dates), or the page a previous one named.
+    fn page(
+        &self,
+        account_sid: &str,
+        page: PageRef<'_>,
+    ) -> impl Future<Output = Result<ArchivePage, Self::Error>> + Send;
+
+    /// A conference's `FriendlyName` (the TaskSid, for a Flex call's); `None` when the Voice
+    /// API has no such conference.
+    fn conference_name(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+    ) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+
+    /// How long to wait before asking again after `error`, when it is worth asking again
+    /// (`429`, with its `Retry-After`).
+    fn retry_after(error: &Self::Error) -> Option<std::time::Duration>;
+}
+
+/// Which page of the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRef<'a> {
+    /// The first page of the recordings created on these days (UTC, inclusive).
+    First { from: time::Date, to: time::Date },
+    /// The page a previous page named (its `next_page_uri`).
+    Next(&'a str),
+}
+
+/// A page of the archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchivePage {
+    pub recordings: Vec<ArchivedRecording>,
+    /// The next page, when there is one.
+    pub next: Option<String>,
+    /// Entries that lacked a field the service needs (and so cannot be accounted for), with
+    /// the field.
+    pub unreadable: Vec<&'static str>,
+}
+
+/// A recording as the archive lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedRecording {
+    pub sid: String,
+    pub status: RecordingStatus,
+    /// The API's word for the status.
+    pub status_word: String,
+    /// `source` (`StartConferenceRecordingAPI`, `RecordVerb`, ...).
+    pub source: String,
+    /// Unix time.
+    pub date_created: i64,
+    pub conference_sid: Option<String>,
+    pub call_sid: Option<String>,
+    pub media_url: Option<String>,
 }
 
 /// What a recording belongs to.

@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::handler::{BodyProblem, MAX_BODY_BYTES};
-use crate::service::{App, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource};
+use crate::service::{
+    App, Ledger, QueueDirectory, Recordings, RulesSource, TaskAnnotations, TokenSource,
+};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -31,8 +33,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until `shutdown` completes; then takes no new connection, answers the requests
 /// already received (within [`DRAIN_TIMEOUT`]) and closes idle connections.
-pub async fn serve<S, Q, A, T, R>(
-    app: Arc<App<S, Q, A, T, R>>,
+pub async fn serve<S, Q, A, T, R, L>(
+    app: Arc<App<S, Q, A, T, R, L>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -42,6 +44,7 @@ where
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -60,8 +63,8 @@ where
 }
 
 /// Accepts connections until `shutdown` completes.
-async fn accept<S, Q, A, T, R>(
-    app: Arc<App<S, Q, A, T, R>>,
+async fn accept<S, Q, A, T, R, L>(
+    app: Arc<App<S, Q, A, T, R, L>>,
     listener: &TcpListener,
     connections: &GracefulShutdown,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
@@ -71,6 +74,7 @@ async fn accept<S, Q, A, T, R>(
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -109,8 +113,8 @@ async fn accept<S, Q, A, T, R>(
     }
 }
 
-async fn answer<S, Q, A, T, R>(
-    app: &App<S, Q, A, T, R>,
+async fn answer<S, Q, A, T, R, L>(
+    app: &App<S, Q, A, T, R, L>,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>>
 where
@@ -119,6 +123,7 @@ where
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     let (parts, body) = request.into_parts();
     let (body, problem) = read_body(body).await;

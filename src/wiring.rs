@@ -5,22 +5,25 @@ use std::sync::Arc;
 
 use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
+use crate::reconcile::Reconciler;
 use crate::rules::{self, Rules};
 use crate::service::{self, RulesSource};
 use crate::sources::cache::{Cached, FETCH_DEADLINE, FetchError, Fetched, SystemClock};
 use crate::sources::https::RootsError;
+use crate::sources::ledger_table::LedgerTable;
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AnyTokens, AuthTokens, NoToken};
 use crate::sources::voice_api::VoiceApi;
+use crate::sources::voice_archive::VoiceArchive;
 use crate::sources::{AnyRules, StaticRules, parse_rules, ssm};
 use crate::sources::{FileRulesError, ssm::ClientError};
 
 /// The service on its real adapters: rules `S` (the configured source unless a test says
 /// otherwise), TaskRouter's REST API for the queue directory and task annotations, and the
 /// configured auth tokens.
-pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens, Voice>;
+pub type App<S = AnyRules> = service::App<S, QueueNames, Annotator, AnyTokens, Voice, LedgerTable>;
 /// [`service::Settings`] on the real adapters.
-pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens, Voice>;
+pub type Settings = service::Settings<QueueNames, Annotator, AnyTokens, Voice, LedgerTable>;
 /// The Voice API, for enforcement's recordings.
 type Voice = VoiceApi;
 /// [`service::Signatures`] on the configured tokens.
@@ -79,13 +82,23 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     if let Some(namespace) = &config.metrics_namespace {
         crate::metrics::use_namespace(namespace);
     }
-    // Made when a parameter first needs it, so a source cannot be without one.
+    // Made when a parameter or the ledger first needs them, so a source cannot be without
+    // one: the SDK's configuration, shared, and the SSM client on it.
+    let mut aws = None;
     let mut client = None;
+    let ledger = match &config.ledger_table {
+        Some(table) => Some(LedgerTable::new(
+            sdk_config(&mut aws).await?,
+            table,
+            config.ledger_retention_days,
+        )),
+        None => None,
+    };
 
     let rules = match &config.rules {
         RulesLocation::Parameter(name) => AnyRules::Parameter(
             Cached::new(
-                ssm_parameter(&mut client, name).await?,
+                ssm_parameter(&mut aws, &mut client, name).await?,
                 parse_rules,
                 "rules",
                 config.ttl,
@@ -102,7 +115,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
 
     let tokens = match &config.tokens {
         TokenLocation::Parameter(name) => Some(AnyTokens::parameter(
-            ssm_parameter(&mut client, name).await?,
+            ssm_parameter(&mut aws, &mut client, name).await?,
             config.ttl,
         )),
         TokenLocation::Fixed(secret) => Some(AnyTokens::Fixed(Arc::new(
@@ -205,6 +218,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
             mode,
             enforcement,
             public_events_url: config.public_events_url.clone(),
+            ledger,
         },
     })
 }
@@ -232,14 +246,114 @@ pub fn log_started<S: RulesSource>(app: &App<S>) {
     );
 }
 
+/// Reconciliation on the real adapters: the Voice API's archive and recordings, the ledger.
+pub type Sweeper = Reconciler<VoiceArchive, LedgerTable, VoiceApi>;
+
+/// Why `reconcile` or `explain` cannot run: a usage or configuration fault (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error(
+        "{0} reads the ledger: set LEDGER_TABLE to the DynamoDB table of first decisions (the stack's LedgerTable output)"
+    )]
+    NoLedger(&'static str),
+    #[error("reconcile lists the account's recordings: set TWILIO_ACCOUNT_SID")]
+    NoAccount,
+    #[error(
+        "reconcile reads the Voice API: set TWILIO_AUTH_TOKEN_PARAMETER, TWILIO_AUTH_TOKEN or TWILIO_API_KEY and TWILIO_API_SECRET"
+    )]
+    NoCredentials,
+    #[error(transparent)]
+    Ssm(#[from] ClientError),
+    #[error("TWILIO_AUTH_TOKEN: {0}")]
+    Token(NoToken),
+    #[error(transparent)]
+    Roots(#[from] RootsError),
+}
+
+/// The ledger alone, for `explain`.
+pub async fn ledger(config: &Config) -> Result<LedgerTable, ProofError> {
+    let table = config
+        .ledger_table
+        .as_deref()
+        .ok_or(ProofError::NoLedger("explain"))?;
+    let mut aws = None;
+    Ok(LedgerTable::new(
+        sdk_config(&mut aws).await?,
+        table,
+        config.ledger_retention_days,
+    ))
+}
+
+/// Everything `reconcile` (and the sweep) needs: the ledger, the account, and the Voice API
+/// with the service's credentials (a token parameter is read here, once).
+pub async fn sweeper(config: &Config, fix: bool) -> Result<Sweeper, ProofError> {
+    let table = config
+        .ledger_table
+        .as_deref()
+        .ok_or(ProofError::NoLedger("reconcile"))?;
+    let account_sid = config.account_sid.clone().ok_or(ProofError::NoAccount)?;
+    let mut aws = None;
+    let ledger = LedgerTable::new(
+        sdk_config(&mut aws).await?,
+        table,
+        config.ledger_retention_days,
+    );
+    let credentials = match (&config.api_key, &config.tokens) {
+        (Some((sid, secret)), _) => Credentials::ApiKey {
+            sid: sid.clone(),
+            secret: secret.0.clone(),
+        },
+        (None, TokenLocation::Fixed(secret)) => Credentials::AuthToken(Arc::new(AnyTokens::Fixed(
+            Arc::new(AuthTokens::parse(&secret.0).map_err(ProofError::Token)?),
+        ))),
+        (None, TokenLocation::Parameter(name)) => {
+            let client = aws_sdk_ssm::Client::new(sdk_config(&mut aws).await?);
+            let tokens = AnyTokens::parameter(ssm::Parameter::new(client, name), config.ttl);
+            if let AnyTokens::Parameter(cache) = &tokens {
+                cache.refresh().await;
+            }
+            Credentials::AuthToken(Arc::new(tokens))
+        }
+        (None, TokenLocation::Unset) => return Err(ProofError::NoCredentials),
+    };
+    let archive = VoiceArchive::new(TaskRouterApi::new(
+        &config.voice_api_base_url,
+        credentials.clone(),
+    )?);
+    let recordings = VoiceApi::new(Arc::new(TaskRouterApi::new(
+        &config.voice_api_base_url,
+        credentials,
+    )?));
+    Ok(Reconciler {
+        archive,
+        ledger,
+        recordings,
+        account_sid,
+        fix,
+    })
+}
+
+/// The AWS SDK's configuration, loaded once, when first needed.
+pub async fn sdk_config(
+    aws: &mut Option<aws_config::SdkConfig>,
+) -> Result<&aws_config::SdkConfig, ClientError> {
+    if aws.is_none() {
+        *aws = Some(ssm::sdk_config().await?);
+    }
+    aws.as_ref().ok_or(ClientError::Unloaded)
+}
+
 /// An SSM parameter on the one SSM client, which the first parameter creates.
 async fn ssm_parameter(
+    aws: &mut Option<aws_config::SdkConfig>,
     client: &mut Option<aws_sdk_ssm::Client>,
     name: &str,
 ) -> Result<ssm::Parameter, ClientError> {
     let client = match client {
         Some(client) => client.clone(),
-        None => client.insert(ssm::client().await?).clone(),
+        None => client
+            .insert(aws_sdk_ssm::Client::new(sdk_config(aws).await?))
+            .clone(),
     };
     Ok(ssm::Parameter::new(client, name))
 }

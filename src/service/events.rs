@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use super::{
-    App, QueueDirectory, Recordings, Refusal, RulesSource, Signatures, TaskAnnotations, TaskRef,
-    TokenSource, UnknownUrl,
+    App, Ledger, QueueDirectory, Recordings, Refusal, RulesSource, Signatures, TaskAnnotations,
+    TaskRef, TokenSource, UnknownUrl,
 };
 use crate::enforcement::{ENFORCEMENT_BUDGET, Enforced, TASK_GONE};
 use crate::events::{self, Delivered, EventError, TaskEvent};
@@ -47,13 +47,14 @@ pub struct Settled {
     pub unfinished: usize,
 }
 
-impl<S, Q, A, T, R> App<S, Q, A, T, R>
+impl<S, Q, A, T, R, L> App<S, Q, A, T, R, L>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     /// Verifies, reads and enforces one delivery. `Err` is a refusal: nothing was done.
     pub async fn events(&self, inbound: EventsInbound<'_>) -> Result<Settled, Refusal> {
@@ -108,6 +109,7 @@ where
                     queue_name.as_deref(),
                     self.settings.fail_policy,
                     deadline,
+                    self.settings.ledger.as_ref(),
                 )
                 .await;
             match record(&event, &enforced, inbound.request_id, inbound.started) {

@@ -13,16 +13,18 @@ use serde_json::{Value, json};
 use crate::config::AnswerMode;
 pub use crate::enforcement::Enforcer;
 use crate::events::EventError;
+use crate::ledger::{self, DecidedBy, FirstDecision};
 use crate::metrics::{self, DecisionRecord};
 pub use crate::ports::{
-    Annotated, AuthTokens, LoadedRules, QueueDirectory, Recordings, RulesSource, TaskAnnotations,
-    TokenSource,
+    Annotated, AuthTokens, Ledger, LoadedRules, NoLedger, QueueDirectory, Recordings, RulesSource,
+    TaskAnnotations, TokenSource,
 };
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstruction};
 use crate::{refusal_log, signature};
 
 mod events;
+mod memory_ledger;
 pub use events::{Delivery, EventsInbound, Settled};
 
 /// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
@@ -31,6 +33,9 @@ pub const DECISION_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 /// In annotate mode the task must be written by then (from the callback's arrival), so the
 /// answer still reaches TaskRouter well inside its 5 s.
 pub const ANNOTATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+/// The ledger's first-decision write at assignment gets at most this (SPEC section 10): it
+/// goes beside the annotation, and past it the answer goes out without it.
+pub const LEDGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 /// One assignment callback as a face hands it over.
 pub struct Inbound<'a> {
     /// The form's parameters, repeats kept, every one covered by the signature.
@@ -91,7 +96,7 @@ impl Refusal {
 
 /// Settings the service needs besides the rules: the other ports (queue directory `Q`, task
 /// annotations `A`, auth tokens `T`) and the policies.
-pub struct Settings<Q, A, T, R> {
+pub struct Settings<Q, A, T, R, L = NoLedger> {
     pub fail_policy: FailPolicy,
     /// Callbacks for any other account are refused.
     pub account_sid: Option<String>,
@@ -105,10 +110,12 @@ pub struct Settings<Q, A, T, R> {
     pub enforcement: Option<Enforcer<A, R>>,
     /// `PUBLIC_EVENTS_URL`: the only URL an event delivery's signature may cover.
     pub public_events_url: Option<String>,
+    /// The ledger of first decisions and actions (`LEDGER_TABLE`); `None` without one.
+    pub ledger: Option<L>,
 }
 
 /// No queue directory, conference mode, signatures off, the default fail policy.
-impl<Q, A, T, R> Default for Settings<Q, A, T, R> {
+impl<Q, A, T, R, L> Default for Settings<Q, A, T, R, L> {
     fn default() -> Self {
         Settings {
             fail_policy: FailPolicy::default(),
@@ -118,6 +125,7 @@ impl<Q, A, T, R> Default for Settings<Q, A, T, R> {
             mode: Mode::Conference,
             enforcement: None,
             public_events_url: None,
+            ledger: None,
         }
     }
 }
@@ -154,18 +162,19 @@ pub enum Signatures<T> {
 /// The service: everything a callback needs, built once at start and shared by every
 /// request, behind its ports: rules `S`, and in [`Settings`] the queue directory `Q`, task
 /// annotations `A` and auth tokens `T`.
-pub struct App<S, Q, A, T, R> {
+pub struct App<S, Q, A, T, R, L = NoLedger> {
     pub rules: S,
-    pub settings: Settings<Q, A, T, R>,
+    pub settings: Settings<Q, A, T, R, L>,
 }
 
-impl<S, Q, A, T, R> App<S, Q, A, T, R>
+impl<S, Q, A, T, R, L> App<S, Q, A, T, R, L>
 where
     S: RulesSource,
     Q: QueueDirectory,
     A: TaskAnnotations,
     T: TokenSource,
     R: Recordings,
+    L: Ledger,
 {
     /// Verifies, decides, acts (the answer; the stamp in annotate mode) and records one
     /// assignment callback. `Err` is a refusal: no decision is made.
@@ -195,26 +204,38 @@ where
         // In annotate mode the decision holds only once it is in the task's attributes (the
         // Flex template records a task without one), so the line says whether it got there,
         // or which earlier decision it found there and kept.
-        let (annotation, first) = match (&self.settings.mode, decision) {
-            (Mode::Annotate(annotator), Decision::Conference { record, reason }) => {
-                let stamp = Stamp {
-                    record,
-                    reason,
-                    rules_version,
-                };
-                match self
-                    .annotate(annotator, &callback, attributes.as_ref(), stamp, started)
-                    .await
-                {
-                    Some(Annotated::Written { .. }) => (Some("written"), None),
-                    Some(Annotated::Kept { record }) => {
-                        (Some("kept"), Some(rules::record_outcome(record)))
+        let annotated = async {
+            match (&self.settings.mode, decision) {
+                (Mode::Annotate(annotator), Decision::Conference { record, reason }) => {
+                    let stamp = Stamp {
+                        record,
+                        reason,
+                        rules_version,
+                    };
+                    match self
+                        .annotate(annotator, &callback, attributes.as_ref(), stamp, started)
+                        .await
+                    {
+                        Some(Annotated::Written { .. }) => (Some("written"), None),
+                        Some(Annotated::Kept { record }) => {
+                            (Some("kept"), Some(rules::record_outcome(record)))
+                        }
+                        Some(Annotated::TaskGone) | None => (Some("failed"), None),
                     }
-                    Some(Annotated::TaskGone) | None => (Some("failed"), None),
                 }
+                _ => (None, None),
             }
-            _ => (None, None),
         };
+        // The ledger's write goes beside the annotation's: the slower of the two, never
+        // their sum, is what the answer waits for.
+        let ledgered = self.ledger_first(
+            &callback,
+            attributes.as_ref(),
+            decision,
+            rules_version,
+            started,
+        );
+        let ((annotation, first), ()) = tokio::join!(annotated, ledgered);
         let rule = reason.rule().map(|r| r.to_string());
         metrics::decision(&DecisionRecord {
             task_sid: &callback.task_sid,
@@ -350,6 +371,67 @@ where
 
     /// The task queue's friendly name from TaskRouter, or `None` (logged) when it cannot be
     /// had.
+    /// Writes the call's first decision to the ledger, within [`LEDGER_BUDGET`] and never
+    /// past the decision's budget: a slow, throttled or absent ledger is logged and counted,
+    /// and the answer goes out as it would without one. A decision already there (a
+    /// transfer's reservation, or an event's) stays.
+    async fn ledger_first(
+        &self,
+        callback: &AssignmentCallback,
+        attributes: Option<&Value>,
+        decision: Decision,
+        rules_version: Option<i64>,
+        started: Instant,
+    ) {
+        let (Some(ledger), Decision::Conference { record, reason }) =
+            (&self.settings.ledger, decision)
+        else {
+            return;
+        };
+        // A stamp on the task is an earlier decision (annotate mode, an earlier reservation).
+        let stamped = attributes.and_then(taskrouter::stamped_record);
+        let (call_sid, conference_sid) = ledger::call_sids(attributes);
+        let first = FirstDecision {
+            task_sid: callback.task_sid.clone(),
+            record: stamped.unwrap_or(record),
+            reason: match stamped {
+                Some(_) => "stamped on the task before the ledger had it".to_owned(),
+                None => reason.to_string(),
+            },
+            rule: match stamped {
+                Some(_) => None,
+                None => reason.rule().map(|r| r.to_string()),
+            },
+            rules_version: if stamped.is_some() {
+                None
+            } else {
+                rules_version
+            },
+            decided_at: ledger::unix_now(),
+            decided_by: if stamped.is_some() {
+                DecidedBy::Stamp
+            } else {
+                DecidedBy::Assignment
+            },
+            call_sid,
+            conference_sid,
+        };
+        let left = LEDGER_BUDGET.min(DECISION_BUDGET.saturating_sub(started.elapsed()));
+        let cause = match tokio::time::timeout(left, ledger.first_decision(&first)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("not written within {} ms", left.as_millis()),
+        };
+        tracing::warn!(
+            task_sid = %callback.task_sid,
+            reservation_sid = %callback.reservation_sid,
+            record = first.record,
+            cause = %cause,
+            "ledger write failed"
+        );
+        metrics::ledger_failed();
+    }
+
     async fn queue_name(&self, task: TaskRef<'_>, started: Instant) -> Option<Arc<str>> {
         let names = self.settings.queue_names.as_ref()?;
         let queue_sid = task.queue_sid?;
@@ -465,6 +547,7 @@ fn without_secrets(url: &str) -> String {
 
 /// In-memory adapters of the ports, for tests and dry runs.
 pub mod memory {
+    pub use super::memory_ledger::{Archive, MemoryLedger, Unavailable};
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, PoisonError};
 

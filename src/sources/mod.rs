@@ -3,11 +3,13 @@
 pub mod cache;
 mod chain;
 pub mod https;
+pub mod ledger_table;
 pub mod publishing;
 pub mod ssm;
 pub mod taskrouter_api;
 pub mod tokens;
 pub mod voice_api;
+pub mod voice_archive;
 
 use std::sync::Arc;
 

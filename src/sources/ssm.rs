@@ -23,11 +23,13 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2000);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "{0} is set but empty, which the AWS SDK cannot use: unset it for SSM's own endpoint, or give a URL"
+        "{0} is set but empty, which the AWS SDK cannot use: unset it for the service's own endpoint, or give a URL"
     )]
     EmptyEndpoint(&'static str),
     #[error(transparent)]
     Roots(#[from] RootsError),
+    #[error("the AWS SDK's configuration could not be loaded")]
+    Unloaded,
 }
 
 /// Why a read of a parameter failed, in one line that is safe to log: never the answer
@@ -57,13 +59,25 @@ pub enum SsmError {
 /// Builds the SSM client once, on the HTTPS stack the TaskRouter client uses too.
 /// `AWS_ENDPOINT_URL_SSM`, `AWS_REGION` and the usual credential variables apply.
 pub async fn client() -> Result<aws_sdk_ssm::Client, ClientError> {
+    Ok(aws_sdk_ssm::Client::new(&sdk_config().await?))
+}
+
+/// The AWS SDK's configuration, shared by every AWS client (SSM, the ledger's DynamoDB):
+/// the service's HTTPS stack, its timeouts and two attempts. Endpoint overrides
+/// (`AWS_ENDPOINT_URL_SSM`, `_DYNAMODB`, ...), `AWS_REGION` and the usual credential
+/// variables apply.
+pub async fn sdk_config() -> Result<aws_config::SdkConfig, ClientError> {
     // The SDK reads these itself, and panics on an empty one (a blank override, say).
-    for name in ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"] {
+    for name in [
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL",
+    ] {
         if std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty()) {
             return Err(ClientError::EmptyEndpoint(name));
         }
     }
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    Ok(aws_config::defaults(BehaviorVersion::latest())
         .http_client(SdkClient::new()?)
         .timeout_config(timeouts(
             CONNECT_TIMEOUT,
@@ -72,8 +86,7 @@ pub async fn client() -> Result<aws_sdk_ssm::Client, ClientError> {
         ))
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
-        .await;
-    Ok(aws_sdk_ssm::Client::new(&config))
+        .await)
 }
 
 /// The SDK's timeouts: to connect, for one attempt, and for all attempts of a call.

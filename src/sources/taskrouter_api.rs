@@ -40,6 +40,7 @@ const MAX_CACHED: usize = 10_000;
 pub const ANNOTATION_ATTEMPTS: u32 = 3;
 
 /// How requests to Twilio authenticate.
+#[derive(Clone)]
 pub enum Credentials {
     /// `TWILIO_API_KEY` / `TWILIO_API_SECRET`.
     ApiKey { sid: String, secret: String },
@@ -103,6 +104,8 @@ pub struct TaskRouterApi {
     client: HttpClient,
     base_url: String,
     credentials: Credentials,
+    /// The largest answer read; a larger one is a transport error.
+    response_limit: usize,
 }
 
 impl TaskRouterApi {
@@ -112,7 +115,15 @@ impl TaskRouterApi {
             client: Client::builder(TokioExecutor::new()).build(https),
             base_url: base_url.trim_end_matches('/').to_owned(),
             credentials,
+            response_limit: MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// The same client, reading answers up to `bytes` (a page of 1,000 recordings is over
+    /// a megabyte).
+    pub fn with_response_limit(mut self, bytes: usize) -> TaskRouterApi {
+        self.response_limit = bytes;
+        self
     }
 
     /// The base URL followed by `path` (which starts with `/`).
@@ -165,7 +176,7 @@ impl TaskRouterApi {
                 .await
                 .map_err(|e| SendError::Transport(error_chain(&e)))?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            let body = Limited::new(body, self.response_limit)
                 .collect()
                 .await
                 .map_err(|e| SendError::Transport(e.to_string()))?

@@ -316,8 +316,8 @@ impl InProcess {
     }
 
     /// Serves `app`.
-    pub fn start<S, Q, A, T, R>(
-        app: conditional_recording::service::App<S, Q, A, T, R>,
+    pub fn start<S, Q, A, T, R, L>(
+        app: conditional_recording::service::App<S, Q, A, T, R, L>,
     ) -> InProcess
     where
         S: conditional_recording::service::RulesSource,
@@ -325,13 +325,14 @@ impl InProcess {
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
         R: conditional_recording::service::Recordings,
+        L: conditional_recording::service::Ledger,
     {
         InProcess::start_shared(std::sync::Arc::new(app))
     }
 
     /// Serves `app`, which the test keeps a handle on (to look at its in-memory adapters).
-    pub fn start_shared<S, Q, A, T, R>(
-        app: std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R>>,
+    pub fn start_shared<S, Q, A, T, R, L>(
+        app: std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R, L>>,
     ) -> InProcess
     where
         S: conditional_recording::service::RulesSource,
@@ -339,23 +340,25 @@ impl InProcess {
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
         R: conditional_recording::service::Recordings,
+        L: conditional_recording::service::Ledger,
     {
         InProcess::run(|| async move { app })
     }
 
     /// Builds the service with `build` on the server's runtime (so what it logs is captured
     /// too), then serves it until stopped.
-    fn run<F, Fut, S, Q, A, T, R>(build: F) -> InProcess
+    fn run<F, Fut, S, Q, A, T, R, L>(build: F) -> InProcess
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<
-                Output = std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R>>,
+                Output = std::sync::Arc<conditional_recording::service::App<S, Q, A, T, R, L>>,
             >,
         S: conditional_recording::service::RulesSource,
         Q: conditional_recording::service::QueueDirectory,
         A: conditional_recording::service::TaskAnnotations,
         T: conditional_recording::service::TokenSource,
         R: conditional_recording::service::Recordings,
+        L: conditional_recording::service::Ledger,
     {
         use conditional_recording::logging::{Captured, capture_on_this_thread, init};
         // The subscriber is process-wide; threads that capture nothing still write to stderr.
@@ -955,10 +958,11 @@ pub fn free_port() -> u16 {
 }
 
 /// The service in-process on `rules` (a document's text) with these settings.
-pub fn app_on<Q, A, T, R>(
+pub fn app_on<Q, A, T, R, L>(
     rules: &str,
-    settings: conditional_recording::service::Settings<Q, A, T, R>,
-) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A, T, R> {
+    settings: conditional_recording::service::Settings<Q, A, T, R, L>,
+) -> conditional_recording::service::App<conditional_recording::sources::StaticRules, Q, A, T, R, L>
+{
     let rules = conditional_recording::rules::Rules::from_json(rules).expect("valid rules");
     conditional_recording::service::App {
         rules: conditional_recording::sources::StaticRules::new(rules, "test"),
