@@ -86,6 +86,7 @@ const EXPECTED: &[Expected] = &[
     // `POST /events`, against the stand-in's TaskRouter and Voice API (`seed_standin`).
     Expected::events("http-events-workspace.json", 200, ENFORCED_ONE),
     Expected::events("http-events-stream.json", 200, ENFORCED_TWO),
+    Expected::events("http-events-single.json", 200, ENFORCED_ONE),
     Expected::events(
         "http-events-tampered.json",
         403,
@@ -174,6 +175,11 @@ const DIALER_RECORDING: &str = "RE66666666666666666666666666666666";
 const RECORDED_TASK: &str = "WT55555555555555555555555555555555";
 const RECORDED_CONFERENCE: &str = "CF55555555555555555555555555555555";
 const RECORDED_RECORDING: &str = "RE55555555555555555555555555555555";
+/// The excluded-queue call of `http-events-single.json` (one CloudEvent, no batch): its
+/// conference is recorded.
+const SINGLE_TASK: &str = "WT22222222222222222222222222222222";
+const SINGLE_CONFERENCE: &str = "CF22222222222222222222222222222222";
+const SINGLE_RECORDING: &str = "RE22222222222222222222222222222222";
 
 /// The tasks, conferences and recordings the example deliveries are about, as TaskRouter and
 /// the Voice API would hold them; the tasks' attributes are the events' own.
@@ -183,6 +189,7 @@ fn seed_standin(standin: &StandIn) {
         ("http-events-workspace.json", None),
         ("http-events-stream.json", Some(0)),
         ("http-events-stream.json", Some(1)),
+        ("http-events-single.json", Some(0)),
     ] {
         let (task, attributes) = event_task(&read_json(&events_dir().join(event)), index);
         standin.add_task(WORKSPACE, &task, &attributes);
@@ -192,6 +199,7 @@ fn seed_standin(standin: &StandIn) {
         (EXCLUDED_CONFERENCE, EXCLUDED_TASK, EXCLUDED_RECORDINGS[0]),
         (DIALER_CONFERENCE, DIALER_TASK, DIALER_RECORDING),
         (RECORDED_CONFERENCE, RECORDED_TASK, RECORDED_RECORDING),
+        (SINGLE_CONFERENCE, SINGLE_TASK, SINGLE_RECORDING),
     ] {
         standin.add_conference(ACCOUNT, conference, task, "in-progress");
         let of = Of::Conference(conference.to_owned());
@@ -201,7 +209,8 @@ fn seed_standin(standin: &StandIn) {
     standin.add_recording(ACCOUNT, Of::Call(customer.to_owned()), leg, "completed");
 }
 
-/// An event's task and its attributes: the form's, or the `index`th CloudEvent's.
+/// An event's task and its attributes: the form's, or the `index`th CloudEvent's (of a
+/// batch, or the one CloudEvent of a delivery without batching).
 fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
     let body = event["body"].as_str().expect("a body");
     let field = |value: &Value| value.as_str().expect("text").to_owned();
@@ -215,8 +224,13 @@ fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
             (form["TaskSid"].clone(), form["TaskAttributes"].clone())
         }
         Some(index) => {
-            let batch: Value = serde_json::from_str(body).expect("a JSON batch");
-            let payload = &batch[index]["data"]["payload"];
+            let delivered: Value = serde_json::from_str(body).expect("JSON");
+            let event = if delivered.is_array() {
+                &delivered[index]
+            } else {
+                &delivered
+            };
+            let payload = &event["data"]["payload"];
             (
                 field(&payload["task_sid"]),
                 field(&payload["task_attributes"]),
@@ -228,7 +242,8 @@ fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
 /// The excluded calls lost every recording and the recorded one kept its own; each task
 /// carries its first decision; one `enforcement` line per action.
 fn assert_enforced(standin: &StandIn, logs: &Logs) {
-    for recording in EXCLUDED_RECORDINGS.into_iter().chain([DIALER_RECORDING]) {
+    let excluded = [DIALER_RECORDING, SINGLE_RECORDING];
+    for recording in EXCLUDED_RECORDINGS.into_iter().chain(excluded) {
         assert_eq!(standin.recording_status(recording), None, "{recording}");
     }
     assert_eq!(
@@ -240,6 +255,7 @@ fn assert_enforced(standin: &StandIn, logs: &Logs) {
         (EXCLUDED_TASK, false),
         (DIALER_TASK, false),
         (RECORDED_TASK, true),
+        (SINGLE_TASK, false),
     ] {
         let attributes = standin.task_attributes(WORKSPACE, task).expect("the task");
         assert_eq!(
@@ -261,6 +277,7 @@ fn assert_enforced(standin: &StandIn, logs: &Logs) {
     };
     assert_eq!(actions(EXCLUDED_TASK), ["stopped", "deleted", "deleted"]);
     assert_eq!(actions(DIALER_TASK), ["stopped", "deleted"]);
+    assert_eq!(actions(SINGLE_TASK), ["stopped", "deleted"]);
     assert_eq!(actions(RECORDED_TASK), [] as [&str; 0], "{enforcement:?}");
 }
 
