@@ -102,7 +102,8 @@ where
     R: Recordings,
 {
     /// Answers one request. Never fails: every outcome is an HTTP response. A refusal's lines
-    /// are rationed ([`refusal_log`]); its metric is not.
+    /// are rationed ([`refusal_log`]), and so is its metric: it is counted, and the count
+    /// written with a later line the ration allows.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         refusal_log::request(self.respond(request)).await
     }
