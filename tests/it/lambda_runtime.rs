@@ -14,6 +14,8 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use conditional_recording::refusal_log::{LINES_PER_WINDOW, WINDOW};
+
 use base64::Engine;
 use serde_json::{Value, json};
 use support::{CALLER_DATA, Logs, TempDir};
@@ -429,6 +431,60 @@ fn lambdas_log_level_drops_log_lines_but_never_decisions_or_metrics() {
     );
 }
 
+#[test]
+fn a_refusal_flood_costs_a_few_lines_and_the_next_invocation_writes_what_it_left() {
+    let mut runtime = Runtime::start();
+    let forged = std::fs::read(events_dir().join("http-bad-signature.json")).expect("the event");
+    let refusals = 1_500;
+    let began = Instant::now();
+    for _ in 0..refusals {
+        let answer = runtime.invoke_api(&forged);
+        assert_eq!(answer["statusCode"], 403, "{answer}");
+    }
+    let elapsed = began.elapsed();
+    // A window later, a signed callback: the container's next invocation writes the counts
+    // the flood's last window held back.
+    std::thread::sleep(WINDOW + Duration::from_millis(100));
+    let inbound = events_dir().join("http-inbound-recorded.json");
+    assert_eq!(runtime.answer(&inbound).status, 200);
+    let logs = runtime.stop();
+    assert_clean(&logs);
+
+    let lines = logs.json();
+    let metric_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line.get("SignatureRejections").is_some())
+        .collect();
+    let counted: u64 = metric_lines
+        .iter()
+        .filter_map(|line| line["SignatureRejections"].as_u64())
+        .sum();
+    assert_eq!(counted, refusals, "every refusal counted\n{}", logs.text());
+    assert!(metric_lines.iter().all(|line| line["Cause"] == "invalid"));
+    let refusal_lines = lines
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m == "callback rejected" || m.starts_with("signature does not"))
+        })
+        .count();
+    // Each admission writes a refusal's two lines and its metric line, or the metric line
+    // alone; the flood meets its whole seconds plus two windows, the signed callback one more.
+    let windows = elapsed.as_secs() / WINDOW.as_secs() + 3;
+    let bound = 3 * u64::from(LINES_PER_WINDOW) * windows;
+    let written = refusal_lines + metric_lines.len();
+    eprintln!("{refusals} refusals in {elapsed:?}: {written} lines");
+    assert!(
+        written as u64 <= bound,
+        "{written} lines for {refusals} refusals in {elapsed:?}; at most {bound}"
+    );
+    // Every metric line is an invocation's.
+    for line in &metric_lines {
+        assert!(line["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+}
+
 /// Events from other services: an SQS batch and an S3 notification.
 fn foreign_events() -> (Value, Value) {
     let sqs = json!({"Records": [{
@@ -552,6 +608,28 @@ impl Runtime {
                 event.display()
             )),
         }
+    }
+
+    /// Sends one event straight to the emulator's Invoke API, as `cargo lambda invoke` does
+    /// without a process per event, and returns the function's answer.
+    fn invoke_api(&mut self, event: &[u8]) -> Value {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut connection = support::Connection::open(addr);
+        connection.send(&support::request(
+            "POST",
+            "/2015-03-31/functions/_/invocations",
+            &[("Content-Type", "application/json")],
+            event,
+        ));
+        let response = connection.response();
+        if response.status != 200 {
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            self.fail(&format!(
+                "the Invoke API answered {}: {body}",
+                response.status
+            ));
+        }
+        response.json()
     }
 
     /// Sends one event that must be answered, and returns the API Gateway response.
