@@ -754,6 +754,17 @@ TAMPERED_BATCH = STREAM_BATCH.replace('\\"direction\\":\\"outbound\\"',
 assert TAMPERED_BATCH != STREAM_BATCH
 
 
+# A sink created without batching: one CloudEvent object per request, not an
+# array. The excluded-queue call WT2... is accepted; its conference recording
+# goes.
+STREAM_SINGLE = _compact_json(
+    cloud_event("reservation.accepted", "2", EXCLUDED_QUEUE, inbound_attributes("2")))
+
+# The content type of a single CloudEvent in the CloudEvents HTTP binding
+# (structured mode); a batching sink sends application/json.
+CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+
 def body_sha256(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -799,6 +810,11 @@ EXAMPLES: dict[str, dict] = {
     # over the URL with its bodySHA256.
     "http-events-stream.json": dict(
         json=STREAM_BATCH, flavour="http", stage="$default", path="/events"),
+    # 200 {"enforced":1,...}: a sink without batching, one CloudEvent object
+    # sent as application/cloudevents+json.
+    "http-events-single.json": dict(
+        json=STREAM_SINGLE, flavour="http", stage="$default", path="/events",
+        content_type=CLOUDEVENT_CONTENT_TYPE),
     # 403: the batch changed after it was signed; its bodySHA256 no longer matches.
     "http-events-tampered.json": dict(
         json=TAMPERED_BATCH, signed_json=STREAM_BATCH, flavour="http", stage="$default",
@@ -820,7 +836,7 @@ def make_example(fname: str) -> dict:
         return make_event(
             "POST", spec["json"], query, path, spec["stage"], spec["flavour"],
             name=name, route_key=route_key, base64_body=False,
-            content_type="application/json",
+            content_type=spec.get("content_type", "application/json"),
             extra_headers={"X-Twilio-Signature": signature})
     url = called_url(spec["flavour"], spec["stage"], path)
     signature = twilio_signature(TEST_AUTH_TOKEN, url, spec.get("signed_params", spec["params"]))
@@ -856,6 +872,7 @@ def validate_example(fname: str, text: str) -> None:
     if "json" in spec:
         assert body == spec["json"], f"{fname}: body differs"
         events = json.loads(body)
+        events = events if isinstance(events, list) else [events]
         assert all(json.loads(e["data"]["payload"]["task_attributes"]) for e in events)
         hashed = dict(urllib.parse.parse_qsl(query))["bodySHA256"]
         signed = signature == twilio_signature(TEST_AUTH_TOKEN, url, [])

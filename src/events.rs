@@ -1,6 +1,7 @@
 //! TaskRouter events, as enforcement (SPEC section 8) receives them: a Workspace Event
 //! Callback (one event as form parameters, like an assignment callback) or an Event Streams
-//! webhook delivery (a JSON array of CloudEvents, each with its fields in `data.payload`).
+//! webhook delivery: a JSON array of CloudEvents from a sink that batches, one CloudEvent
+//! object from a sink that does not, each with its fields in `data.payload`.
 //! Pure: parameters or bytes in, events out. Signatures are checked before any of this.
 
 use serde_json::{Map, Value};
@@ -90,8 +91,8 @@ pub enum EventError {
     Form(#[from] CallbackError),
     #[error("the body is not JSON")]
     NotJson,
-    #[error("the body is not a JSON array of events")]
-    NotAnArray,
+    #[error("the body is neither a CloudEvent (a JSON object) nor a JSON array of CloudEvents")]
+    NotEvents,
     #[error("more than {MAX_EVENTS_PER_DELIVERY} events in one delivery")]
     TooManyEvents,
     #[error("an event is not a JSON object")]
@@ -178,17 +179,19 @@ pub fn from_form(params: &[(String, String)]) -> Result<Delivered, EventError> {
     read(kind, field, |field| field.form)
 }
 
-/// An Event Streams delivery: a JSON array of CloudEvents. The array as a whole must be
-/// readable; each event is then read on its own, so one bad event leaves the others.
+/// An Event Streams delivery: a JSON array of CloudEvents (a sink that batches), or one
+/// CloudEvent object (a sink that does not). The body as a whole must be readable; each event
+/// is then read on its own, so one bad event leaves the others.
 pub fn from_cloud_events(body: &[u8]) -> Result<Vec<Result<Delivered, EventError>>, EventError> {
     let events: Value = serde_json::from_slice(body).map_err(|_| EventError::NotJson)?;
-    let Value::Array(events) = events else {
-        return Err(EventError::NotAnArray);
-    };
-    if events.len() > MAX_EVENTS_PER_DELIVERY {
-        return Err(EventError::TooManyEvents);
+    match events {
+        Value::Array(events) if events.len() > MAX_EVENTS_PER_DELIVERY => {
+            Err(EventError::TooManyEvents)
+        }
+        Value::Array(events) => Ok(events.iter().map(from_cloud_event).collect()),
+        event @ Value::Object(_) => Ok(vec![from_cloud_event(&event)]),
+        _ => Err(EventError::NotEvents),
     }
-    Ok(events.iter().map(from_cloud_event).collect())
 }
 
 /// One CloudEvent.
@@ -426,12 +429,29 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_that_is_not_an_array_of_events_is_refused_whole() {
-        let one = cloud_event("task.updated").to_string();
+    fn a_sink_without_batching_delivers_one_event_as_an_object() {
+        let one = cloud_event("reservation.accepted").to_string();
         assert_eq!(
             from_cloud_events(one.as_bytes()),
-            Err(EventError::NotAnArray)
+            Ok(vec![Ok(expected(EventKind::ReservationAccepted))])
         );
+        let other = cloud_event("worker.activity.update").to_string();
+        assert_eq!(
+            from_cloud_events(other.as_bytes()),
+            Ok(vec![Ok(Delivered::Ignored)])
+        );
+        // An object that is no CloudEvent is one unreadable event, as it is in an array.
+        assert_eq!(
+            from_cloud_events(b"{}"),
+            Ok(vec![Err(EventError::Missing("type"))])
+        );
+    }
+
+    #[test]
+    fn a_delivery_that_is_neither_an_event_nor_an_array_of_events_is_refused_whole() {
+        for other in [&b"\"an event\""[..], b"42", b"null", b"true"] {
+            assert_eq!(from_cloud_events(other), Err(EventError::NotEvents));
+        }
         for bad in [&b"["[..], b"", b"\xff\xfe", b"[1,]"] {
             assert_eq!(from_cloud_events(bad), Err(EventError::NotJson));
         }

@@ -54,7 +54,10 @@ pub enum Rejection {
     MalformedUri,
     #[error("Content-Type must be application/x-www-form-urlencoded")]
     NotAForm,
-    #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
+    #[error(
+        "Content-Type must be application/x-www-form-urlencoded, application/json, \
+         application/cloudevents+json or application/cloudevents-batch+json"
+    )]
     NotAnEventDelivery,
     #[error(transparent)]
     Form(#[from] CallbackError),
@@ -100,7 +103,8 @@ where
     L: Ledger,
 {
     /// Answers one request. Never fails: every outcome is an HTTP response. A refusal's lines
-    /// are rationed ([`refusal_log`]); its metric is not.
+    /// are rationed ([`refusal_log`]), and so is its metric: it is counted, and the count
+    /// written with a later line the ration allows.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         refusal_log::request(self.respond(request)).await
     }
@@ -227,6 +231,15 @@ pub fn form_parameters(request: &Request) -> Result<Vec<(String, String)>, Rejec
     Ok(taskrouter::parse_form(body)?)
 }
 
+/// The media types of an Event Streams delivery: Twilio documents `application/json`; the
+/// CloudEvents HTTP binding names one event `application/cloudevents+json` and a batch
+/// `application/cloudevents-batch+json`. Either shape is read under any of them.
+pub const EVENT_STREAMS_MEDIA_TYPES: [&str; 3] = [
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+];
+
 /// The same checks for an event delivery, then its kind by Content-Type: a form (the
 /// Workspace Event Callback) or JSON (Event Streams).
 pub fn event_delivery(request: &Request) -> Result<Delivery<'_>, Rejection> {
@@ -234,7 +247,10 @@ pub fn event_delivery(request: &Request) -> Result<Delivery<'_>, Rejection> {
     if is_form(request) {
         return Ok(Delivery::Form(taskrouter::parse_form(body)?));
     }
-    if content_type_is(request, "application/json") {
+    if EVENT_STREAMS_MEDIA_TYPES
+        .iter()
+        .any(|media| content_type_is(request, media))
+    {
         return Ok(Delivery::Json(body));
     }
     Err(Rejection::NotAnEventDelivery)
@@ -330,7 +346,8 @@ fn is_form(request: &Request) -> bool {
     content_type_is(request, "application/x-www-form-urlencoded")
 }
 
-/// Whether the request's media type (parameters such as `charset` aside) is `media`.
+/// Whether the request's media type (parameters such as `charset` aside) is `media`, compared
+/// without regard to case (RFC 9110, 8.3.1).
 fn content_type_is(request: &Request, media: &str) -> bool {
     request
         .headers()
@@ -348,4 +365,62 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(content_type: &str, body: &str) -> Result<&'static str, Rejection> {
+        let request = lambda_http::http::Request::builder()
+            .method(Method::POST)
+            .uri(EVENTS_ROUTE)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::Text(body.to_owned()))
+            .map_err(|_| Rejection::Unreadable)?;
+        event_delivery(&request).map(|delivery| match delivery {
+            Delivery::Form(_) => "form",
+            Delivery::Json(_) => "json",
+        })
+    }
+
+    #[test]
+    fn an_event_streams_delivery_is_json_under_each_of_its_media_types() {
+        for content_type in [
+            "application/json",
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
+            "application/json; charset=utf-8",
+            "Application/CloudEvents+JSON;charset=UTF-8",
+            "application/cloudevents-batch+json ; charset=\"utf-8\"",
+        ] {
+            assert_eq!(
+                delivery(content_type, "{}").ok(),
+                Some("json"),
+                "{content_type}"
+            );
+        }
+        assert_eq!(
+            delivery("application/x-www-form-urlencoded; charset=utf-8", "a=b").ok(),
+            Some("form")
+        );
+        for other in [
+            "text/plain",
+            "application/cloudevents",
+            "application/json-patch+json",
+            "application/jsonx",
+            "multipart/form-data",
+            "",
+        ] {
+            let refused = delivery(other, "{}").err();
+            assert!(
+                matches!(refused, Some(Rejection::NotAnEventDelivery)),
+                "{other}: {refused:?}"
+            );
+            let text = Rejection::NotAnEventDelivery.to_string();
+            for media in EVENT_STREAMS_MEDIA_TYPES {
+                assert!(text.contains(media), "{text}");
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -149,14 +150,18 @@ pub const DIMENSIONS: &[Dimension] = &[
     },
     Dimension {
         name: "Cause",
-        values: &[
-            "missing",
-            "invalid",
-            "other_account",
-            "body_unsigned",
-            "body_mismatch",
-        ],
+        values: &SIGNATURE_CAUSES,
     },
+];
+
+/// Why a request was refused for its signature or account: the `Cause` of
+/// `SignatureRejections`.
+pub const SIGNATURE_CAUSES: [&str; 5] = [
+    "missing",
+    "invalid",
+    "other_account",
+    "body_unsigned",
+    "body_mismatch",
 ];
 
 /// A metric's EMF directive under the namespace in use.
@@ -340,12 +345,79 @@ pub fn rules_version_behind(behind: i64) {
     );
 }
 
-/// A callback refused for its signature or account.
+/// Signature rejections counted and not yet written, by `Cause` (the index in
+/// [`SIGNATURE_CAUSES`]).
+static REJECTIONS: Rejections = Rejections::new();
+
+/// Counts one request refused for its signature or account. Nothing is written here: a
+/// flood of refusals would be a line each. The counts go out with
+/// [`write_signature_rejections`], when the refusal ration allows a line
+/// ([`crate::refusal_log`]).
 pub fn signature_rejected(cause: &str) {
+    if !REJECTIONS.count(cause) {
+        // Not a cause of the catalogue (none is): written at once rather than lost.
+        write_rejections(cause, 1);
+    }
+}
+
+/// Whether any signature rejection is counted and not yet written.
+pub fn signature_rejections_pending() -> bool {
+    REJECTIONS.pending()
+}
+
+/// Writes every signature rejection counted since the last call: one `SignatureRejections`
+/// line per cause that has any, its value the count. An EMF line has one value per
+/// dimension, so two causes are two lines; each counts under both of the metric's dimension
+/// sets (none, and `Cause`).
+pub fn write_signature_rejections() {
+    REJECTIONS.take(write_rejections);
+}
+
+fn write_rejections(cause: &str, count: u64) {
     emit(
-        json!({"Cause": cause, "SignatureRejections": 1}),
+        json!({"Cause": cause, "SignatureRejections": count}),
         vec![directive(&SIGNATURE_REJECTIONS)],
     );
+}
+
+/// Counts per cause, lock-free: a count is taken (swapped to zero) by the one line that
+/// writes it, so every refusal is written once.
+struct Rejections {
+    counts: [AtomicU64; SIGNATURE_CAUSES.len()],
+}
+
+impl Rejections {
+    const fn new() -> Rejections {
+        Rejections {
+            counts: [const { AtomicU64::new(0) }; SIGNATURE_CAUSES.len()],
+        }
+    }
+
+    /// Counts one of `cause`; `false` when it is not in [`SIGNATURE_CAUSES`].
+    fn count(&self, cause: &str) -> bool {
+        let Some(index) = SIGNATURE_CAUSES.iter().position(|c| *c == cause) else {
+            return false;
+        };
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn pending(&self) -> bool {
+        self.counts.iter().any(|c| c.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Hands each cause's count since the last call, when not zero, to `write`.
+    fn take(&self, mut write: impl FnMut(&str, u64)) {
+        for (cause, count) in SIGNATURE_CAUSES.iter().zip(&self.counts) {
+            if count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let taken = count.swap(0, Ordering::Relaxed);
+            if taken > 0 {
+                write(cause, taken);
+            }
+        }
+    }
 }
 
 /// A decision that could not be written on its task (annotate mode).
@@ -546,6 +618,68 @@ mod tests {
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Action"]])
+        );
+    }
+
+    #[test]
+    fn rejections_are_counted_per_cause_and_each_written_once() {
+        let rejections = Rejections::new();
+        assert!(!rejections.pending());
+        for _ in 0..1_500 {
+            assert!(rejections.count("invalid"));
+        }
+        assert!(rejections.count("missing"));
+        assert!(!rejections.count("no such cause"));
+        assert!(rejections.pending());
+        let mut written = Vec::new();
+        rejections.take(|cause, count| written.push((cause.to_owned(), count)));
+        assert_eq!(
+            written,
+            [("missing".to_owned(), 1), ("invalid".to_owned(), 1_500)]
+        );
+        assert!(!rejections.pending());
+        rejections.take(|cause, _| panic!("{cause} written twice"));
+
+        // Counted from several threads while taken: every one is written, once.
+        let (threads, each) = (4, 2_000u64);
+        let written = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for n in 0..threads {
+                let rejections = &rejections;
+                scope.spawn(move || {
+                    for _ in 0..each {
+                        rejections.count(SIGNATURE_CAUSES[n % SIGNATURE_CAUSES.len()]);
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..100 {
+                    rejections.take(|_, count| {
+                        written.fetch_add(count, Ordering::Relaxed);
+                    });
+                }
+            });
+        });
+        rejections.take(|_, count| {
+            written.fetch_add(count, Ordering::Relaxed);
+        });
+        assert_eq!(written.into_inner(), threads as u64 * each);
+    }
+
+    #[test]
+    fn a_rejection_line_carries_its_count_under_both_dimension_sets() {
+        let buffer = crate::logging::Captured::default();
+        crate::logging::capture_on_this_thread(std::sync::Arc::clone(&buffer));
+        write_rejections("body_mismatch", 37);
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_emf(&line);
+        assert_eq!(line["SignatureRejections"], 37);
+        assert_eq!(line["Cause"], "body_mismatch");
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[], ["Cause"]])
         );
     }
 

@@ -59,6 +59,8 @@ where
             DRAIN_TIMEOUT.as_millis()
         );
     }
+    // Refusals counted since the last line the ration allowed are not lost with the process.
+    crate::refusal_log::write_pending();
     Ok(())
 }
 

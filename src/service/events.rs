@@ -29,7 +29,8 @@ pub struct EventsInbound<'a> {
 pub enum Delivery<'a> {
     /// A Workspace Event Callback: one event as form parameters, signed like a callback.
     Form(Vec<(String, String)>),
-    /// An Event Streams webhook: a JSON array of CloudEvents; the URL alone is signed.
+    /// An Event Streams webhook: one CloudEvent or a JSON array of them; the URL alone is
+    /// signed.
     Json(&'a [u8]),
 }
 

@@ -782,7 +782,24 @@ pub mod memory {
 
 #[cfg(test)]
 mod tests {
-    use super::without_secrets;
+    use super::{Refusal, without_secrets};
+
+    #[test]
+    fn every_signature_cause_is_one_the_metric_counts() {
+        let refusals = [
+            Refusal::SignatureMissing,
+            Refusal::SignatureInvalid,
+            Refusal::OtherAccount,
+            Refusal::BodyUnsigned,
+            Refusal::BodyMismatch,
+        ];
+        let causes: Vec<&str> = refusals
+            .iter()
+            .filter_map(Refusal::signature_cause)
+            .collect();
+        assert_eq!(causes, crate::metrics::SIGNATURE_CAUSES);
+        assert_eq!(Refusal::TokensUnavailable.signature_cause(), None);
+    }
 
     #[test]
     fn a_logged_url_has_no_query_and_no_password() {

@@ -110,6 +110,11 @@ impl Setup {
 
     /// An Event Streams delivery of `body`, its URL naming `hash`, signed with `token`.
     fn post_json(&self, body: &[u8], hash: &str, token: &str) -> Response {
+        self.post_json_as("application/json", body, hash, token)
+    }
+
+    /// The same, sent as `content_type`.
+    fn post_json_as(&self, content_type: &str, body: &[u8], hash: &str, token: &str) -> Response {
         let query = format!("?bodySHA256={hash}");
         let url = self.events_url(&query);
         let signature = sign(token, &url, &[]);
@@ -119,7 +124,7 @@ impl Setup {
             &path,
             &[
                 ("Host", host(&url)),
-                ("Content-Type", "application/json"),
+                ("Content-Type", content_type),
                 ("X-Twilio-Signature", &signature),
             ],
             body,
@@ -272,16 +277,79 @@ fn an_event_streams_batch_is_checked_against_its_body_and_read_event_by_event() 
     assert_eq!(setup.recording(), None);
 }
 
+/// The media types an Event Streams sink may send, with parameters as Twilio might add them.
+const EVENT_STREAMS_TYPES: [&str; 5] = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/cloudevents+json",
+    "Application/CloudEvents+JSON; charset=UTF-8",
+    "application/cloudevents-batch+json; charset=utf-8",
+];
+
+#[test]
+fn a_sink_without_batching_posts_one_cloud_event_and_it_is_enforced_under_each_media_type() {
+    let callback = call();
+    for content_type in EVENT_STREAMS_TYPES {
+        let setup = Setup::start(&callback, false, None);
+        let one = cloud_event(&callback).to_string();
+        let hash = sha256_hex(one.as_bytes());
+        // Signed over another body's hash, or with another token: refused, nothing touched.
+        setup
+            .post_json_as(content_type, one.as_bytes(), &sha256_hex(b"{}"), TOKEN)
+            .expect_error(403);
+        setup
+            .post_json_as(content_type, one.as_bytes(), &hash, "another-token")
+            .expect_error(403);
+        assert_eq!(
+            setup.recording(),
+            Some(RecordingStatus::InProgress),
+            "{content_type}"
+        );
+
+        let answer = setup
+            .post_json_as(content_type, one.as_bytes(), &hash, TOKEN)
+            .expect_json(200);
+        assert_eq!(
+            answer,
+            json!({"enforced": 1, "ignored": 0, "unreadable": 0, "unfinished": 0}),
+            "{content_type}"
+        );
+        assert_eq!(
+            setup.recording(),
+            None,
+            "{content_type}: stopped and deleted"
+        );
+
+        // A batch is read the same under each type.
+        let batch = json!([cloud_event(&callback)]).to_string();
+        let answer = setup
+            .post_json_as(
+                content_type,
+                batch.as_bytes(),
+                &sha256_hex(batch.as_bytes()),
+                TOKEN,
+            )
+            .expect_json(200);
+        assert_eq!(answer["enforced"], 1, "{content_type}: {answer}");
+    }
+}
+
 #[test]
 fn malformed_partial_oversized_and_unknown_deliveries_get_a_clear_4xx() {
     let callback = call();
     let setup = Setup::start(&callback, false, None);
-    for body in [&b"{"[..], b"{\"type\": 1}", b"\xff\xfe", b""] {
+    for body in [&b"{"[..], b"\"an event\"", b"42", b"null", b"\xff\xfe", b""] {
         let error = setup
             .post_json(body, &sha256_hex(body), TOKEN)
             .expect_error(400);
         assert!(error.contains("JSON") || error.contains("array"), "{error}");
     }
+    // One object that is no CloudEvent is one unreadable event, as in a batch.
+    let object = br#"{"type": 1}"#;
+    let answer = setup
+        .post_json(object, &sha256_hex(object), TOKEN)
+        .expect_json(200);
+    assert_eq!(answer["unreadable"], 1, "{answer}");
     let big = vec![b' '; 300 * 1024];
     let mut connection = setup.server.connect();
     let writer = connection.send_in_background(request(
@@ -298,7 +366,10 @@ fn malformed_partial_oversized_and_unknown_deliveries_get_a_clear_4xx() {
         &[("Content-Type", "text/plain")],
         b"hello",
     ));
-    assert!(text.expect_error(400).contains("application/json"));
+    let refused = text.expect_error(400);
+    for media in ["application/json", "application/cloudevents+json"] {
+        assert!(refused.contains(media), "{refused}");
+    }
     setup
         .server
         .send(&request("GET", "/events", &[], b""))

@@ -14,6 +14,8 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use conditional_recording::refusal_log::{LINES_PER_WINDOW, WINDOW};
+
 use base64::Engine;
 use serde_json::{Value, json};
 use support::{CALLER_DATA, Logs, TempDir};
@@ -86,6 +88,7 @@ const EXPECTED: &[Expected] = &[
     // `POST /events`, against the stand-in's TaskRouter and Voice API (`seed_standin`).
     Expected::events("http-events-workspace.json", 200, ENFORCED_ONE),
     Expected::events("http-events-stream.json", 200, ENFORCED_TWO),
+    Expected::events("http-events-single.json", 200, ENFORCED_ONE),
     Expected::events(
         "http-events-tampered.json",
         403,
@@ -174,6 +177,11 @@ const DIALER_RECORDING: &str = "RE66666666666666666666666666666666";
 const RECORDED_TASK: &str = "WT55555555555555555555555555555555";
 const RECORDED_CONFERENCE: &str = "CF55555555555555555555555555555555";
 const RECORDED_RECORDING: &str = "RE55555555555555555555555555555555";
+/// The excluded-queue call of `http-events-single.json` (one CloudEvent, no batch): its
+/// conference is recorded.
+const SINGLE_TASK: &str = "WT22222222222222222222222222222222";
+const SINGLE_CONFERENCE: &str = "CF22222222222222222222222222222222";
+const SINGLE_RECORDING: &str = "RE22222222222222222222222222222222";
 
 /// The tasks, conferences and recordings the example deliveries are about, as TaskRouter and
 /// the Voice API would hold them; the tasks' attributes are the events' own.
@@ -183,6 +191,7 @@ fn seed_standin(standin: &StandIn) {
         ("http-events-workspace.json", None),
         ("http-events-stream.json", Some(0)),
         ("http-events-stream.json", Some(1)),
+        ("http-events-single.json", Some(0)),
     ] {
         let (task, attributes) = event_task(&read_json(&events_dir().join(event)), index);
         standin.add_task(WORKSPACE, &task, &attributes);
@@ -192,6 +201,7 @@ fn seed_standin(standin: &StandIn) {
         (EXCLUDED_CONFERENCE, EXCLUDED_TASK, EXCLUDED_RECORDINGS[0]),
         (DIALER_CONFERENCE, DIALER_TASK, DIALER_RECORDING),
         (RECORDED_CONFERENCE, RECORDED_TASK, RECORDED_RECORDING),
+        (SINGLE_CONFERENCE, SINGLE_TASK, SINGLE_RECORDING),
     ] {
         standin.add_conference(ACCOUNT, conference, task, "in-progress");
         let of = Of::Conference(conference.to_owned());
@@ -201,7 +211,8 @@ fn seed_standin(standin: &StandIn) {
     standin.add_recording(ACCOUNT, Of::Call(customer.to_owned()), leg, "completed");
 }
 
-/// An event's task and its attributes: the form's, or the `index`th CloudEvent's.
+/// An event's task and its attributes: the form's, or the `index`th CloudEvent's (of a
+/// batch, or the one CloudEvent of a delivery without batching).
 fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
     let body = event["body"].as_str().expect("a body");
     let field = |value: &Value| value.as_str().expect("text").to_owned();
@@ -215,8 +226,13 @@ fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
             (form["TaskSid"].clone(), form["TaskAttributes"].clone())
         }
         Some(index) => {
-            let batch: Value = serde_json::from_str(body).expect("a JSON batch");
-            let payload = &batch[index]["data"]["payload"];
+            let delivered: Value = serde_json::from_str(body).expect("JSON");
+            let event = if delivered.is_array() {
+                &delivered[index]
+            } else {
+                &delivered
+            };
+            let payload = &event["data"]["payload"];
             (
                 field(&payload["task_sid"]),
                 field(&payload["task_attributes"]),
@@ -228,7 +244,8 @@ fn event_task(event: &Value, index: Option<usize>) -> (String, String) {
 /// The excluded calls lost every recording and the recorded one kept its own; each task
 /// carries its first decision; one `enforcement` line per action.
 fn assert_enforced(standin: &StandIn, logs: &Logs) {
-    for recording in EXCLUDED_RECORDINGS.into_iter().chain([DIALER_RECORDING]) {
+    let excluded = [DIALER_RECORDING, SINGLE_RECORDING];
+    for recording in EXCLUDED_RECORDINGS.into_iter().chain(excluded) {
         assert_eq!(standin.recording_status(recording), None, "{recording}");
     }
     assert_eq!(
@@ -240,6 +257,7 @@ fn assert_enforced(standin: &StandIn, logs: &Logs) {
         (EXCLUDED_TASK, false),
         (DIALER_TASK, false),
         (RECORDED_TASK, true),
+        (SINGLE_TASK, false),
     ] {
         let attributes = standin.task_attributes(WORKSPACE, task).expect("the task");
         assert_eq!(
@@ -261,6 +279,7 @@ fn assert_enforced(standin: &StandIn, logs: &Logs) {
     };
     assert_eq!(actions(EXCLUDED_TASK), ["stopped", "deleted", "deleted"]);
     assert_eq!(actions(DIALER_TASK), ["stopped", "deleted"]);
+    assert_eq!(actions(SINGLE_TASK), ["stopped", "deleted"]);
     assert_eq!(actions(RECORDED_TASK), [] as [&str; 0], "{enforcement:?}");
 }
 
@@ -412,6 +431,60 @@ fn lambdas_log_level_drops_log_lines_but_never_decisions_or_metrics() {
     );
 }
 
+#[test]
+fn a_refusal_flood_costs_a_few_lines_and_the_next_invocation_writes_what_it_left() {
+    let mut runtime = Runtime::start();
+    let forged = std::fs::read(events_dir().join("http-bad-signature.json")).expect("the event");
+    let refusals = 1_500;
+    let began = Instant::now();
+    for _ in 0..refusals {
+        let answer = runtime.invoke_api(&forged);
+        assert_eq!(answer["statusCode"], 403, "{answer}");
+    }
+    let elapsed = began.elapsed();
+    // A window later, a signed callback: the container's next invocation writes the counts
+    // the flood's last window held back.
+    std::thread::sleep(WINDOW + Duration::from_millis(100));
+    let inbound = events_dir().join("http-inbound-recorded.json");
+    assert_eq!(runtime.answer(&inbound).status, 200);
+    let logs = runtime.stop();
+    assert_clean(&logs);
+
+    let lines = logs.json();
+    let metric_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line.get("SignatureRejections").is_some())
+        .collect();
+    let counted: u64 = metric_lines
+        .iter()
+        .filter_map(|line| line["SignatureRejections"].as_u64())
+        .sum();
+    assert_eq!(counted, refusals, "every refusal counted\n{}", logs.text());
+    assert!(metric_lines.iter().all(|line| line["Cause"] == "invalid"));
+    let refusal_lines = lines
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m == "callback rejected" || m.starts_with("signature does not"))
+        })
+        .count();
+    // Each admission writes a refusal's two lines and its metric line, or the metric line
+    // alone; the flood meets its whole seconds plus two windows, the signed callback one more.
+    let windows = elapsed.as_secs() / WINDOW.as_secs() + 3;
+    let bound = 3 * u64::from(LINES_PER_WINDOW) * windows;
+    let written = refusal_lines + metric_lines.len();
+    eprintln!("{refusals} refusals in {elapsed:?}: {written} lines");
+    assert!(
+        written as u64 <= bound,
+        "{written} lines for {refusals} refusals in {elapsed:?}; at most {bound}"
+    );
+    // Every metric line is an invocation's.
+    for line in &metric_lines {
+        assert!(line["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+}
+
 /// Events from other services: an SQS batch and an S3 notification.
 fn foreign_events() -> (Value, Value) {
     let sqs = json!({"Records": [{
@@ -535,6 +608,28 @@ impl Runtime {
                 event.display()
             )),
         }
+    }
+
+    /// Sends one event straight to the emulator's Invoke API, as `cargo lambda invoke` does
+    /// without a process per event, and returns the function's answer.
+    fn invoke_api(&mut self, event: &[u8]) -> Value {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut connection = support::Connection::open(addr);
+        connection.send(&support::request(
+            "POST",
+            "/2015-03-31/functions/_/invocations",
+            &[("Content-Type", "application/json")],
+            event,
+        ));
+        let response = connection.response();
+        if response.status != 200 {
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            self.fail(&format!(
+                "the Invoke API answered {}: {body}",
+                response.status
+            ));
+        }
+        response.json()
     }
 
     /// Sends one event that must be answered, and returns the API Gateway response.
