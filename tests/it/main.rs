@@ -17,6 +17,7 @@ mod faults;
 mod flex_tasks;
 mod lambda_events;
 mod lambda_runtime;
+mod ledger_core;
 mod log_lines;
 mod matching;
 mod no_panic;
