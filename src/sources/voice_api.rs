@@ -1,5 +1,5 @@
-//! The Voice REST API (`/2010-04-01`): where a call's recordings are, and stopping and
-//! deleting them, for enforcement (SPEC section 8). It sends through the TaskRouter adapter's
+//! The Voice REST API (`/2010-04-01`): where a call's recordings are, and stopping, pausing
+//! and deleting them, for enforcement (SPEC section 8). It sends through the TaskRouter adapter's
 //! client and credentials ([`TaskRouterApi`]), built with the Voice API's base URL
 //! (`https://api.twilio.com`).
 
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::taskrouter_api::{Answer, SendError, TaskRouterApi, retry_after};
-use crate::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
+use crate::ports::{Done, Failure, Recorded, Recording, RecordingStatus, Recordings, VoiceFailure};
 use crate::sid::is_sid;
 
 /// Each request's limit: enforcement has 4 s per delivery for a lookup, a few lists, stops
@@ -38,6 +38,8 @@ pub enum Operation {
     /// A conference's or a call's recordings.
     List,
     Stop,
+    /// A pause, skipping it (`PauseBehavior=skip`), where a stop was refused.
+    Pause,
     Delete,
 }
 
@@ -48,6 +50,7 @@ impl fmt::Display for Operation {
             Operation::Participants => "participants",
             Operation::List => "list",
             Operation::Stop => "stop",
+            Operation::Pause => "pause",
             Operation::Delete => "delete",
         })
     }
@@ -92,6 +95,22 @@ pub enum VoiceError {
         operation: Operation,
         kind: &'static str,
     },
+}
+
+impl VoiceFailure for VoiceError {
+    /// A `4xx` other than `404` and `429` is Twilio's refusal; a `404` never gets here on a
+    /// stop, a pause or a delete (it is done), and on a list it says the resource is not
+    /// what it should be, which is no refusal of the stop either way.
+    fn failure(&self) -> Failure {
+        match self {
+            VoiceError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 404 | 429) =>
+            {
+                Failure::Refused
+            }
+            _ => Failure::Unavailable,
+        }
+    }
 }
 
 /// ` (retry after N s)` when the `429` said how long.
@@ -197,7 +216,30 @@ impl VoiceApi {
         }
     }
 
-    /// Sends a stop or a delete: done on success, already done on `404`.
+    /// Posts `form` to a conference's or a call's recording (a stop or a pause).
+    async fn update(
+        &self,
+        operation: Operation,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+        form: &str,
+    ) -> Result<Done, VoiceError> {
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let parent = parent_path(account_sid, of, operation)?;
+        let recording_sid = checked(recording_sid, "RE", operation)?;
+        let target = format!("{parent}/Recordings/{recording_sid}.json");
+        self.act(
+            operation,
+            account_sid,
+            Method::POST,
+            &target,
+            Some(form.to_owned()),
+        )
+        .await
+    }
+
+    /// Sends a stop, a pause or a delete: done on success, already done on `404`.
     async fn act(
         &self,
         operation: Operation,
@@ -279,13 +321,24 @@ impl Recordings for VoiceApi {
         of: Recorded<'_>,
         recording_sid: &str,
     ) -> Result<Done, VoiceError> {
-        let operation = Operation::Stop;
-        let account_sid = checked(account_sid, "AC", operation)?;
-        let parent = parent_path(account_sid, of, operation)?;
-        let recording_sid = checked(recording_sid, "RE", operation)?;
-        let target = format!("{parent}/Recordings/{recording_sid}.json");
-        let form = Some("Status=stopped".to_owned());
-        self.act(operation, account_sid, Method::POST, &target, form)
+        self.update(
+            Operation::Stop,
+            account_sid,
+            of,
+            recording_sid,
+            "Status=stopped",
+        )
+        .await
+    }
+
+    async fn pause(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+    ) -> Result<Done, VoiceError> {
+        let form = "Status=paused&PauseBehavior=skip";
+        self.update(Operation::Pause, account_sid, of, recording_sid, form)
             .await
     }
 
@@ -613,6 +666,37 @@ mod tests {
             VoiceError::unsent(SendError::NoToken, Operation::ConferenceLookup).to_string(),
             "no auth token is available for the Voice API on conference lookup"
         );
+    }
+
+    #[test]
+    fn only_a_4xx_other_than_404_and_429_is_a_refusal() {
+        let empty = HeaderMap::new();
+        let answered = |status: u16| {
+            let status = StatusCode::from_u16(status).unwrap();
+            VoiceError::refused(status, &empty, Operation::Stop).failure()
+        };
+        for status in [400, 403, 409, 422] {
+            assert_eq!(answered(status), Failure::Refused, "{status}");
+        }
+        for status in [404, 429, 500, 502, 503] {
+            assert_eq!(answered(status), Failure::Unavailable, "{status}");
+        }
+        let unanswered = [
+            VoiceError::Timeout {
+                operation: Operation::Stop,
+            },
+            VoiceError::NotASid {
+                operation: Operation::Stop,
+                kind: "RE",
+            },
+            VoiceError::Transport {
+                operation: Operation::Stop,
+                detail: "connection reset".into(),
+            },
+        ];
+        for error in unanswered {
+            assert_eq!(error.failure(), Failure::Unavailable, "{error}");
+        }
     }
 
     #[test]
