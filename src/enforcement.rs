@@ -399,8 +399,10 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                 }
             }
         }
-        calls.sort_unstable();
-        calls.dedup();
+        // The task's attributes and the participants list may write one call in different
+        // cases (the Voice API's hex digits may be uppercase): its recordings are listed once.
+        calls.sort_unstable_by_key(|call| call.to_ascii_lowercase());
+        calls.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         for call in calls {
             let listed = self.recordings.list(&account, Recorded::Call(&call));
             match within(deadline, listed).await {
@@ -1023,6 +1025,23 @@ mod tests {
         let last = run(&enforcer, &event(SALES, attributes)).await;
         assert_eq!(kinds(&last), [action(ActionKind::Deleted, "RE06")]);
         assert!(matches!(last, Enforced::Call { complete: true, .. }));
+    }
+
+    #[tokio::test]
+    async fn a_call_written_in_either_case_has_its_recordings_listed_once() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        voice.0.lock().unwrap().participants = HashMap::from([(
+            CONFERENCE.into(),
+            vec![CUSTOMER.to_ascii_uppercase(), AGENT.into()],
+        )]);
+        let enforcer = enforcer(&attributes, voice);
+        run(&enforcer, &event(SALES, attributes)).await;
+        let customer_lists = requests(&enforcer)
+            .iter()
+            .filter(|r| r.eq_ignore_ascii_case(&format!("list {CUSTOMER}")))
+            .count();
+        assert_eq!(customer_lists, 1, "{:?}", requests(&enforcer));
     }
 
     #[tokio::test]
