@@ -513,7 +513,7 @@ fn read_samples(dir: &Path) -> Result<Vec<Sample>, Fault> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let text = std::str::from_utf8(&bytes)
-                .map_err(|_| "not UTF-8 text".to_owned())
+                .map_err(|_| publish::SampleError::NotText)
                 .and_then(|text| Sample::parse(name, text));
             text.map_err(|e| Fault::Publish(format!("{}: {e}", path.display())))
         })

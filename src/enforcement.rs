@@ -9,6 +9,11 @@
 //! queue): recordings in progress are stopped, and what was recorded stays. Otherwise
 //! nothing is touched. Nothing is ever started or resumed. A task TaskRouter no longer has
 //! can never be stamped or assigned again: its event's own decision is its first and last.
+//!
+//! Twilio refuses some stops (conference recordings have been seen to answer `Status=stopped`
+//! with a `400`): a recording in progress is then paused, skipping the pause, which counts as
+//! its stop. A paused recording cannot be deleted until Twilio has finished it (when its
+//! call ends), so a call whose recordings must go leaves it to a later delivery.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -18,8 +23,8 @@ use serde_json::{Value, json};
 use crate::events::TaskEvent;
 use crate::ledger::{self, ActedBy, DecidedBy, FirstDecision, RecordingAction};
 use crate::ports::{
-    Annotated, Done, Ledger, LoadedRules, Recorded, Recording, RecordingStatus, Recordings,
-    TaskAnnotations,
+    Annotated, Done, Failure, Ledger, LoadedRules, Recorded, Recording, RecordingStatus,
+    Recordings, TaskAnnotations, VoiceFailure,
 };
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
 use crate::taskrouter::{self, stamped_record};
@@ -32,6 +37,10 @@ pub const ENFORCEMENT_BUDGET: Duration = Duration::from_secs(4);
 /// later one (Event Streams' redelivery, or the task's next event) deletes it.
 pub const STILL_PROCESSING: &str = "recording still processing; deleted by a later delivery";
 
+/// What becomes of a paused recording of a call whose recordings must go: the delivery is
+/// unfinished, so a later one (Event Streams' redelivery, the task's next event) deletes it.
+pub const DELETED_LATER: &str = "deleted by a later delivery once Twilio has finished it";
+
 /// What the lines of a call whose task is gone say: its first decision is the event's own.
 pub const TASK_GONE: &str =
     "TaskRouter answered 404: the task is gone, so the first decision is this event's, unstamped";
@@ -40,6 +49,9 @@ pub const TASK_GONE: &str =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionKind {
     Stopped,
+    /// Paused, skipping the pause, where Twilio refused the stop; or found paused already
+    /// when it did. Counts as the stop.
+    Paused,
     Deleted,
     /// The call has no recording to act on.
     NoneFound,
@@ -50,6 +62,7 @@ impl ActionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::Stopped => "stopped",
+            ActionKind::Paused => "paused",
             ActionKind::Deleted => "deleted",
             ActionKind::NoneFound => "none_found",
             ActionKind::Failed => "failed",
@@ -63,7 +76,8 @@ pub struct Action {
     pub kind: ActionKind,
     pub conference_sid: Option<String>,
     pub recording_sid: Option<String>,
-    /// Why it failed: the API's answer, never a token or caller data.
+    /// Why it failed, or why a recording was paused rather than stopped: the API's answer,
+    /// never a token or caller data.
     pub cause: Option<String>,
 }
 
@@ -149,7 +163,12 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                             // disagree, and waiting for a stamp would leave its recordings
                             // forever.
                             Ok(Annotated::TaskGone) => (record, true, DecidedBy::Event),
-                            Err(cause) => return Enforced::NoFirstDecision { now, cause },
+                            Err(error) => {
+                                return Enforced::NoFirstDecision {
+                                    now,
+                                    cause: error.to_string(),
+                                };
+                            }
                         }
                     }
                 };
@@ -217,16 +236,23 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                 RecordingStatus::InProgress | RecordingStatus::Paused
             );
             if live {
-                let stop = self
-                    .recordings
-                    .stop(&found.account, of.recorded(), &recording.sid);
-                match within(deadline, stop).await {
-                    Ok(_) => work.done(ActionKind::Stopped, conference.clone(), &recording.sid),
-                    // Not stopped, so not deletable: a later delivery tries again.
-                    Err(cause) => {
-                        work.failed(conference, Some(&recording.sid), cause);
+                let halt = Halt {
+                    account: &found.account,
+                    of,
+                    recording,
+                    conference: &conference,
+                    deleted_later: true,
+                };
+                match self.halt(halt, deadline, work).await {
+                    Halted::Stopped => {}
+                    // Not deletable until Twilio has finished it, when its call ends: the
+                    // delivery is unfinished, so that a later one deletes it.
+                    Halted::Paused => {
+                        work.incomplete = true;
                         continue;
                     }
+                    // Not stopped, so not deletable: a later delivery tries again.
+                    Halted::Failed => continue,
                 }
             }
             match recording.status {
@@ -246,7 +272,9 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                         }
                         // Refused (one just stopped may be processing still): unfinished,
                         // the cause the API's answer, and a later delivery deletes it.
-                        Err(cause) => work.failed(conference, Some(&recording.sid), cause),
+                        Err(error) => {
+                            work.failed(conference, Some(&recording.sid), error.to_string())
+                        }
                     }
                 }
             }
@@ -254,7 +282,8 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
     }
 
     /// Stops the call's recordings in progress (or paused, so they cannot be resumed); keeps
-    /// what was recorded.
+    /// what was recorded. One Twilio will not stop is paused, and then complete: there is
+    /// nothing to delete.
     async fn stop_in_progress(
         &self,
         event: &TaskEvent,
@@ -280,16 +309,67 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
             return;
         }
         for (of, recording) in live {
-            let stop = self
-                .recordings
-                .stop(&found.account, of.recorded(), &recording.sid);
-            match within(deadline, stop).await {
-                Ok(_) => work.done(
-                    ActionKind::Stopped,
-                    found.conference.clone(),
-                    &recording.sid,
-                ),
-                Err(cause) => work.failed(found.conference.clone(), Some(&recording.sid), cause),
+            let halt = Halt {
+                account: &found.account,
+                of,
+                recording,
+                conference: &found.conference,
+                deleted_later: false,
+            };
+            self.halt(halt, deadline, work).await;
+        }
+    }
+
+    /// Stops a recording in progress or paused. When Twilio refuses the stop (a `4xx` other
+    /// than `404` and `429`), one in progress is paused instead, skipping the pause; one
+    /// paused already stays so, since pausing it again changes nothing. Never resumed.
+    async fn halt(&self, halt: Halt<'_>, deadline: Instant, work: &mut Work) -> Halted {
+        let Halt {
+            account,
+            of,
+            recording,
+            conference,
+            deleted_later,
+        } = halt;
+        let sid = recording.sid.as_str();
+        let stop = self.recordings.stop(account, of.recorded(), sid);
+        let refusal = match within(deadline, stop).await {
+            Ok(_) => {
+                work.done(ActionKind::Stopped, conference.clone(), sid);
+                return Halted::Stopped;
+            }
+            Err(StepError::Port(error)) if error.failure() == Failure::Refused => error.to_string(),
+            Err(error) => {
+                work.failed(conference.clone(), Some(sid), error.to_string());
+                return Halted::Failed;
+            }
+        };
+        let paused = |how: &str| {
+            let mut cause = format!("{refusal}; {how}");
+            if deleted_later {
+                cause = format!("{cause}, and {DELETED_LATER}");
+            }
+            cause
+        };
+        if recording.status == RecordingStatus::Paused {
+            work.paused(conference.clone(), sid, paused("already paused"));
+            return Halted::Paused;
+        }
+        let pause = self.recordings.pause(account, of.recorded(), sid);
+        match within(deadline, pause).await {
+            Ok(Done::Now) => {
+                work.paused(conference.clone(), sid, paused("paused instead"));
+                Halted::Paused
+            }
+            // Gone between the two requests: nothing is left to pause, and its delete is
+            // done at once.
+            Ok(Done::AlreadyGone) => {
+                work.paused(conference.clone(), sid, format!("{refusal}; already gone"));
+                Halted::Stopped
+            }
+            Err(error) => {
+                work.failed(conference.clone(), Some(sid), format!("{refusal}; {error}"));
+                Halted::Failed
             }
         }
     }
@@ -322,8 +402,8 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                     .conference_for_task(&account, &event.task_sid);
                 match within(deadline, lookup).await {
                     Ok(found) => found,
-                    Err(cause) => {
-                        work.failed(None, None, cause);
+                    Err(error) => {
+                        work.failed(None, None, error.to_string());
                         return None;
                     }
                 }
@@ -335,8 +415,8 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
             let participants = self.recordings.participant_calls(&account, conference);
             match within(deadline, participants).await {
                 Ok(found) => calls.extend(found),
-                Err(cause) => {
-                    work.failed(Some(conference.clone()), None, cause);
+                Err(error) => {
+                    work.failed(Some(conference.clone()), None, error.to_string());
                     return None;
                 }
             }
@@ -349,22 +429,24 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                         .into_iter()
                         .map(|r| (Owner::Conference(conference.clone()), r)),
                 ),
-                Err(cause) => {
-                    work.failed(Some(conference.clone()), None, cause);
+                Err(error) => {
+                    work.failed(Some(conference.clone()), None, error.to_string());
                     return None;
                 }
             }
         }
-        calls.sort_unstable();
-        calls.dedup();
+        // The task's attributes and the participants list may write one call in different
+        // cases (the Voice API's hex digits may be uppercase): its recordings are listed once.
+        calls.sort_unstable_by_key(|call| call.to_ascii_lowercase());
+        calls.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         for call in calls {
             let listed = self.recordings.list(&account, Recorded::Call(&call));
             match within(deadline, listed).await {
                 Ok(found) => {
                     recordings.extend(found.into_iter().map(|r| (Owner::Call(call.clone()), r)))
                 }
-                Err(cause) => {
-                    work.failed(conference.clone(), None, cause);
+                Err(error) => {
+                    work.failed(conference.clone(), None, error.to_string());
                     return None;
                 }
             }
@@ -393,6 +475,25 @@ impl Owner {
     }
 }
 
+/// A recording to stop, where it is, and whether a later delivery must delete it.
+struct Halt<'a> {
+    account: &'a str,
+    of: &'a Owner,
+    recording: &'a Recording,
+    conference: &'a Option<String>,
+    deleted_later: bool,
+}
+
+/// What a stop left a recording in.
+enum Halted {
+    /// Stopped (or gone): deletable once Twilio has finished it.
+    Stopped,
+    /// Paused, because Twilio refused the stop: it stays until its call ends.
+    Paused,
+    /// Neither: the failure is noted, and a later delivery tries again.
+    Failed,
+}
+
 /// A call's recordings, found.
 struct Found {
     account: String,
@@ -414,6 +515,16 @@ impl Work {
             conference_sid: conference,
             recording_sid: Some(recording.to_owned()),
             cause: None,
+        });
+    }
+
+    /// Paused, with why it was not stopped.
+    fn paused(&mut self, conference: Option<String>, recording: &str, cause: String) {
+        self.actions.push(Action {
+            kind: ActionKind::Paused,
+            conference_sid: conference,
+            recording_sid: Some(recording.to_owned()),
+            cause: Some(cause),
         });
     }
 
@@ -443,7 +554,7 @@ async fn read_first<L: Ledger>(ledger: &L, task_sid: &str, deadline: Instant) ->
     match within(deadline, ledger.decision(task_sid)).await {
         Ok(found) => found.map(|first| first.record),
         Err(cause) => {
-            ledger_failed(task_sid, &cause);
+            ledger_failed(task_sid, &cause.to_string());
             None
         }
     }
@@ -459,7 +570,7 @@ async fn write_first<L: Ledger>(
     match within(deadline, ledger.first_decision(first)).await {
         Ok(standing) => Some(standing.record),
         Err(cause) => {
-            ledger_failed(&first.task_sid, &cause);
+            ledger_failed(&first.task_sid, &cause.to_string());
             None
         }
     }
@@ -538,7 +649,7 @@ async fn record_actions<L: Ledger>(
     // The actions are done: their record gets a second past a spent budget, no more.
     let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
     if let Err(cause) = within(deadline, written).await {
-        ledger_failed(&event.task_sid, &cause);
+        ledger_failed(&event.task_sid, &cause.to_string());
     }
 }
 
@@ -547,26 +658,29 @@ fn ledger_failed(task_sid: &str, cause: &str) {
     crate::metrics::ledger_failed();
 }
 
-/// A port's answer, unless the deadline passes first; the error as its one safe line.
-async fn within<T, E: std::fmt::Display>(
+/// Why one step of a delivery's work has no answer to use: the port's error, or the
+/// delivery's time ran out. Its `Display` is the one safe line a `cause` holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError<E> {
+    #[error("{0}")]
+    Port(E),
+    #[error("the delivery's {} ms ran out", ENFORCEMENT_BUDGET.as_millis())]
+    OutOfTime,
+}
+
+/// A port's answer, unless the deadline passes first.
+async fn within<T, E>(
     deadline: Instant,
     call: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    let spent = || {
-        format!(
-            "the delivery's {} ms ran out",
-            ENFORCEMENT_BUDGET.as_millis()
-        )
-    };
+) -> Result<T, StepError<E>> {
     // Nothing is asked once the time is up, not even what would answer at once.
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Err(spent());
+        return Err(StepError::OutOfTime);
     }
     match tokio::time::timeout(left, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(spent()),
+        Ok(result) => result.map_err(StepError::Port),
+        Err(_) => Err(StepError::OutOfTime),
     }
 }
 
@@ -824,6 +938,8 @@ mod tests {
             failed[0].cause.as_deref(),
             Some("Voice API answered 500 on stop")
         );
+        // A 500 is no refusal: nothing is paused, and a later delivery stops it.
+        assert!(!requests(&enforcer).iter().any(|r| r.starts_with("pause")));
         assert_eq!(
             enforcer.recordings.status("RE03"),
             Some(RecordingStatus::InProgress)
@@ -844,6 +960,137 @@ mod tests {
                 action(ActionKind::Deleted, "RE03")
             ]
         );
+    }
+
+    fn causes(enforced: &Enforced) -> Vec<Option<String>> {
+        let Enforced::Call { actions, .. } = enforced else {
+            panic!("not a call: {enforced:?}");
+        };
+        actions.iter().map(|a| a.cause.clone()).collect()
+    }
+
+    fn complete(enforced: &Enforced) -> bool {
+        matches!(enforced, Enforced::Call { complete: true, .. })
+    }
+
+    fn requests(enforcer: &Enforcer<Tasks, Voice>) -> Vec<String> {
+        enforcer.recordings.0.lock().unwrap().requests.clone()
+    }
+
+    /// The stops, pauses and deletes asked for.
+    fn writes(enforcer: &Enforcer<Tasks, Voice>) -> Vec<String> {
+        let reads = ["conference", "participants", "list"];
+        let mut sent = requests(enforcer);
+        sent.retain(|r| !reads.iter().any(|read| r.starts_with(read)));
+        sent
+    }
+
+    #[tokio::test]
+    async fn a_refused_stop_pauses_and_a_later_delivery_deletes_it_once_finished() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        voice.0.lock().unwrap().refusing_stops.push("RE01".into());
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(SALES, attributes.clone())).await;
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Paused, "RE01"),
+                action(ActionKind::Stopped, "RE03"),
+                action(ActionKind::Deleted, "RE03"),
+                action(ActionKind::Deleted, "RE02"),
+            ]
+        );
+        let paused = format!("Voice API answered 400 on stop; paused instead, and {DELETED_LATER}");
+        assert_eq!(causes(&enforced)[0].as_deref(), Some(paused.as_str()));
+        // Still there, so the delivery is unfinished: a later one deletes it.
+        assert!(!complete(&enforced), "{enforced:?}");
+        assert_eq!(
+            enforcer.recordings.status("RE01"),
+            Some(RecordingStatus::Paused)
+        );
+        let sent = requests(&enforcer);
+        assert!(sent.contains(&"pause RE01".to_owned()), "{sent:?}");
+        assert!(!sent.contains(&"delete RE01".to_owned()), "{sent:?}");
+
+        // Redelivered while the call goes on: the stop is refused again, and the recording,
+        // paused already, is left so rather than paused again.
+        enforcer.recordings.0.lock().unwrap().requests.clear();
+        let again = run(&enforcer, &event(SALES, attributes.clone())).await;
+        assert_eq!(kinds(&again), [action(ActionKind::Paused, "RE01")]);
+        let already =
+            format!("Voice API answered 400 on stop; already paused, and {DELETED_LATER}");
+        assert_eq!(causes(&again)[0].as_deref(), Some(already.as_str()));
+        assert!(!complete(&again), "{again:?}");
+        assert_eq!(writes(&enforcer), ["stop RE01"]);
+
+        // The call has ended and Twilio has finished the recording: deleted.
+        enforcer.recordings.0.lock().unwrap().recordings[0].status = RecordingStatus::Completed;
+        let last = run(&enforcer, &event(SALES, attributes)).await;
+        assert_eq!(kinds(&last), [action(ActionKind::Deleted, "RE01")]);
+        assert!(complete(&last), "{last:?}");
+        assert_eq!(enforcer.recordings.status("RE01"), None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_pause_is_a_failure_and_the_recording_is_left_as_it_was() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        {
+            let mut state = voice.0.lock().unwrap();
+            state.refusing_stops.push("RE01".into());
+            state.refusing_pauses.push("RE01".into());
+        }
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(SALES, attributes)).await;
+        assert_eq!(kinds(&enforced)[0], action(ActionKind::Failed, "RE01"));
+        assert_eq!(
+            causes(&enforced)[0].as_deref(),
+            Some("Voice API answered 400 on stop; Voice API answered 400 on pause")
+        );
+        assert!(!complete(&enforced), "{enforced:?}");
+        assert_eq!(
+            enforcer.recordings.status("RE01"),
+            Some(RecordingStatus::InProgress)
+        );
+        assert!(!requests(&enforcer).contains(&"delete RE01".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_transfer_pauses_what_twilio_will_not_stop_and_is_then_complete() {
+        let attributes = stamped(inbound(), true);
+        let voice = voice();
+        voice.0.lock().unwrap().refusing_stops = vec!["RE01".into(), "RE03".into()];
+        // The agent's leg was paused already (by the agent, say): it stays paused.
+        voice.0.lock().unwrap().recordings[2].status = RecordingStatus::Paused;
+        let enforcer = enforcer(&attributes, voice);
+        let enforced = run(&enforcer, &event(PAYMENTS, attributes)).await;
+        assert_eq!(
+            kinds(&enforced),
+            [
+                action(ActionKind::Paused, "RE01"),
+                action(ActionKind::Paused, "RE03")
+            ]
+        );
+        assert_eq!(
+            causes(&enforced),
+            [
+                Some("Voice API answered 400 on stop; paused instead".to_owned()),
+                Some("Voice API answered 400 on stop; already paused".to_owned()),
+            ]
+        );
+        assert!(complete(&enforced), "nothing to delete: {enforced:?}");
+        assert_eq!(
+            writes(&enforcer),
+            ["stop RE01", "pause RE01", "stop RE03"],
+            "RE03 is not paused again, and nothing is deleted"
+        );
+        for sid in ["RE01", "RE03"] {
+            assert_eq!(
+                enforcer.recordings.status(sid),
+                Some(RecordingStatus::Paused)
+            );
+        }
     }
 
     #[tokio::test]
@@ -925,6 +1172,23 @@ mod tests {
         let last = run(&enforcer, &event(SALES, attributes)).await;
         assert_eq!(kinds(&last), [action(ActionKind::Deleted, "RE06")]);
         assert!(matches!(last, Enforced::Call { complete: true, .. }));
+    }
+
+    #[tokio::test]
+    async fn a_call_written_in_either_case_has_its_recordings_listed_once() {
+        let attributes = stamped(inbound(), false);
+        let voice = voice();
+        voice.0.lock().unwrap().participants = HashMap::from([(
+            CONFERENCE.into(),
+            vec![CUSTOMER.to_ascii_uppercase(), AGENT.into()],
+        )]);
+        let enforcer = enforcer(&attributes, voice);
+        run(&enforcer, &event(SALES, attributes)).await;
+        let customer_lists = requests(&enforcer)
+            .iter()
+            .filter(|r| r.eq_ignore_ascii_case(&format!("list {CUSTOMER}")))
+            .count();
+        assert_eq!(customer_lists, 1, "{:?}", requests(&enforcer));
     }
 
     #[tokio::test]

@@ -142,7 +142,7 @@ pub const DIMENSIONS: &[Dimension] = &[
     },
     Dimension {
         name: "Action",
-        values: &["stopped", "deleted", "none_found", "failed"],
+        values: &["stopped", "paused", "deleted", "none_found", "failed"],
     },
     Dimension {
         name: "Document",
@@ -290,7 +290,7 @@ pub struct EnforcementRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_sid: Option<&'a str>,
     pub event_type: &'a str,
-    /// `stopped`, `deleted`, `none_found` or `failed`.
+    /// `stopped`, `paused`, `deleted`, `none_found` or `failed`.
     pub action: &'a str,
     pub first: &'a str,
     pub now: &'a str,

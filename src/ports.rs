@@ -115,10 +115,11 @@ pub enum Annotated {
 }
 
 /// The Voice API's recordings, for enforcement (SPEC section 8): where a call's recordings
-/// are, and stopping and deleting them. Never starting or resuming one.
+/// are, and stopping, pausing and deleting them. Never starting or resuming one.
 pub trait Recordings: Send + Sync + 'static {
-    /// One line, safe to log, that names the API's answer (`Voice API answered 500 on stop`).
-    type Error: std::fmt::Display;
+    /// One line, safe to log, that names the API's answer (`Voice API answered 500 on stop`),
+    /// and says whether the API refused the request or could not be had.
+    type Error: VoiceFailure;
 
     /// The in-progress conference TaskRouter created for the task (its `FriendlyName` is the
     /// TaskSid), if there is one.
@@ -150,12 +151,38 @@ pub trait Recordings: Send + Sync + 'static {
         recording_sid: &str,
     ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
 
+    /// Pauses a recording in progress, skipping the pause (`PauseBehavior=skip`): what
+    /// enforcement asks for when Twilio refuses a stop. A recording already gone (`404`) is
+    /// done.
+    fn pause(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+    ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
+
     /// Deletes a stopped or finished recording. A recording already gone (`404`) is done.
     fn delete(
         &self,
         account_sid: &str,
         recording_sid: &str,
     ) -> impl Future<Output = Result<Done, Self::Error>> + Send;
+}
+
+/// What a failed Voice API request means for what enforcement does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Twilio answered a `4xx` other than `404` and `429`: it will not do this, however often
+    /// it is asked (conference recordings have been seen to refuse `Status=stopped`).
+    Refused,
+    /// Anything else (a `5xx`, a `429`, no answer, a request that could not be sent): a
+    /// later delivery may do better.
+    Unavailable,
+}
+
+/// A Voice API error: one line, safe to log, and which [`Failure`] it is.
+pub trait VoiceFailure: fmt::Display {
+    fn failure(&self) -> Failure;
 }
 
 /// The ledger (SPEC section 10): each call's first decision, the SIDs tied to the call, and

@@ -119,6 +119,22 @@ pub struct Sample {
     pub channel: Option<String>,
 }
 
+/// Why a sample file cannot be replayed. It never quotes the text: samples hold caller data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("not UTF-8 text")]
+    NotText,
+    /// Where the JSON breaks, from [`json_fault`].
+    #[error("not JSON ({0})")]
+    NotJson(String),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("{key}: must be a string")]
+    NotAString { key: &'static str },
+    #[error("queue_sid: {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)")]
+    NotAQueueSid { sid: String },
+}
+
 /// The keys of a sample written as `{"attributes": {...}, "queue_sid": ...}`.
 const SAMPLE_KEYS: [&str; 4] = ["attributes", "queue_sid", "queue_name", "channel"];
 
@@ -126,11 +142,11 @@ impl Sample {
     /// Reads a sample file's text: TaskAttributes as a JSON object, or an object whose only
     /// keys are `attributes` (an object), `queue_sid`, `queue_name` and `channel`.
     /// The error never quotes the text: samples hold caller data.
-    pub fn parse(name: impl Into<String>, text: &str) -> Result<Sample, String> {
+    pub fn parse(name: impl Into<String>, text: &str) -> Result<Sample, SampleError> {
         let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("not JSON ({})", json_fault(&e)))?;
+            serde_json::from_str(text).map_err(|e| SampleError::NotJson(json_fault(&e)))?;
         let Value::Object(object) = value else {
-            return Err("not a JSON object".into());
+            return Err(SampleError::NotAnObject);
         };
         let wrapped = object.get("attributes").is_some_and(Value::is_object)
             && object.keys().all(|key| SAMPLE_KEYS.contains(&key.as_str()));
@@ -145,18 +161,18 @@ impl Sample {
             sample.attributes = Value::Object(object);
             return Ok(sample);
         }
-        let text_of = |key: &str| match object.get(key) {
+        let text_of = |key: &'static str| match object.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(format!("{key}: must be a string")),
+            Some(_) => Err(SampleError::NotAString { key }),
         };
         sample.queue_sid = text_of("queue_sid")?;
         sample.queue_name = text_of("queue_name")?;
         sample.channel = text_of("channel")?;
         if let Some(sid) = sample.queue_sid.as_deref().filter(|sid| !is_queue_sid(sid)) {
-            return Err(format!(
-                "queue_sid: {sid:?} is not a TaskQueue SID (WQ followed by 32 lowercase hex digits)"
-            ));
+            return Err(SampleError::NotAQueueSid {
+                sid: sid.to_owned(),
+            });
         }
         sample.attributes = object.get("attributes").cloned().unwrap_or(Value::Null);
         Ok(sample)
@@ -349,11 +365,8 @@ mod tests {
             ),
         ];
         for (text, error) in refused {
-            assert_eq!(
-                Sample::parse("d.json", text),
-                Err(error.to_owned()),
-                "{text}"
-            );
+            let refusal = Sample::parse("d.json", text).map_err(|e| e.to_string());
+            assert_eq!(refusal, Err(error.to_owned()), "{text}");
         }
     }
 

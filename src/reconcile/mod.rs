@@ -22,8 +22,8 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::ledger::{self, ActedBy, RecordingAction, Tie, Verdict};
 use crate::ports::{
-    ArchivedRecording, Done, Ledger, PageRef, Recorded, RecordingArchive, RecordingStatus,
-    Recordings,
+    ArchivedRecording, Done, Failure, Ledger, PageRef, Recorded, RecordingArchive, RecordingStatus,
+    Recordings, VoiceFailure,
 };
 use crate::sid::is_sid;
 
@@ -360,13 +360,30 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
             RecordingStatus::InProgress | RecordingStatus::Paused => {
                 let of = owner(recording)?;
                 let stop = self.recordings.stop(account, of, &recording.sid).await;
+                // As enforcement does: a stop Twilio refuses for a recording in progress is
+                // asked as a pause (PauseBehavior=skip); a paused one stays paused.
+                let refused = |e: &R::Error| e.failure() == Failure::Refused;
+                let stop = match stop {
+                    Err(error)
+                        if refused(&error) && recording.status == RecordingStatus::InProgress =>
+                    {
+                        let paused = self.recordings.pause(account, of, &recording.sid).await;
+                        match paused {
+                            Ok(_) => Ok("paused"),
+                            Err(pause) => Err(format!("{error}; then {pause}")),
+                        }
+                    }
+                    Err(error) if refused(&error) => Ok("paused"),
+                    Err(error) => Err(error.to_string()),
+                    Ok(_) => Ok("stopped"),
+                };
                 Some(match stop {
-                    Ok(_) => Fixed {
+                    Ok(action) => Fixed {
                         outcome: Outcome::Pending,
-                        action: "stopped",
-                        cause: Some(
-                            "stopped by this run; deleted once Twilio has finished it".into(),
-                        ),
+                        action,
+                        cause: Some(format!(
+                            "{action} by this run; deleted once Twilio has finished it"
+                        )),
                     },
                     Err(cause) => Fixed {
                         outcome: Outcome::Pending,

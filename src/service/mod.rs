@@ -554,12 +554,14 @@ pub mod memory {
     use serde_json::Value;
 
     use super::{Annotated, AuthTokens, QueueDirectory, TaskAnnotations, TokenSource};
-    use crate::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
+    use crate::ports::{
+        Done, Failure, Recorded, Recording, RecordingStatus, Recordings, VoiceFailure,
+    };
     use crate::taskrouter::{STAMP_KEY, stamped_record};
 
     /// The Voice API's conferences and recordings, in memory, changed as Twilio would: a
-    /// stop stops, a delete deletes, a recording gone is a `404` (done), and a delete of a
-    /// recording still in progress or processing is refused.
+    /// stop stops, a pause pauses, a delete deletes, a recording gone is a `404` (done), and
+    /// a delete of a recording still in progress, paused or processing is refused.
     #[derive(Debug, Default)]
     pub struct Voice(pub Mutex<VoiceState>);
 
@@ -572,6 +574,11 @@ pub mod memory {
         pub recordings: Vec<VoiceRecording>,
         /// Recordings whose stop fails, as a Voice API `500` would.
         pub failing_stops: Vec<String>,
+        /// Recordings whose stop Twilio refuses (`400`), as conference recordings' have been
+        /// seen to be.
+        pub refusing_stops: Vec<String>,
+        /// Recordings whose pause Twilio refuses (`400`).
+        pub refusing_pauses: Vec<String>,
         /// A stopped recording is `processing` (until a test finishes it), as Twilio's is
         /// for a while after the stop.
         pub stops_leave_processing: bool,
@@ -592,10 +599,29 @@ pub mod memory {
     pub enum VoiceError {
         #[error("Voice API answered 500 on stop")]
         StopFailed,
+        #[error("Voice API answered 400 on stop")]
+        StopRefused,
+        #[error("Voice API answered 400 on pause")]
+        PauseRefused,
         #[error("Voice API answered 400 on delete: the recording is in progress")]
         InProgress,
+        #[error("Voice API answered 400 on delete: the recording is paused")]
+        Paused,
         #[error("Voice API answered 400 on delete: the recording is processing")]
         Processing,
+    }
+
+    impl VoiceFailure for VoiceError {
+        fn failure(&self) -> Failure {
+            match self {
+                VoiceError::StopFailed => Failure::Unavailable,
+                VoiceError::StopRefused
+                | VoiceError::PauseRefused
+                | VoiceError::InProgress
+                | VoiceError::Paused
+                | VoiceError::Processing => Failure::Refused,
+            }
+        }
     }
 
     impl Voice {
@@ -672,6 +698,9 @@ pub mod memory {
             if state.failing_stops.iter().any(|sid| sid == recording_sid) {
                 return Err(VoiceError::StopFailed);
             }
+            if state.refusing_stops.iter().any(|sid| sid == recording_sid) {
+                return Err(VoiceError::StopRefused);
+            }
             let stopped = if state.stops_leave_processing {
                 RecordingStatus::Processing
             } else {
@@ -680,6 +709,26 @@ pub mod memory {
             match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
                 Some(recording) => {
                     recording.status = stopped;
+                    Ok(Done::Now)
+                }
+                None => Ok(Done::AlreadyGone),
+            }
+        }
+
+        async fn pause(
+            &self,
+            _account_sid: &str,
+            _of: Recorded<'_>,
+            recording_sid: &str,
+        ) -> Result<Done, VoiceError> {
+            let mut state = self.state();
+            state.requests.push(format!("pause {recording_sid}"));
+            if state.refusing_pauses.iter().any(|sid| sid == recording_sid) {
+                return Err(VoiceError::PauseRefused);
+            }
+            match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
+                Some(recording) => {
+                    recording.status = RecordingStatus::Paused;
                     Ok(Done::Now)
                 }
                 None => Ok(Done::AlreadyGone),
@@ -698,6 +747,7 @@ pub mod memory {
             };
             match state.recordings[at].status {
                 RecordingStatus::InProgress => return Err(VoiceError::InProgress),
+                RecordingStatus::Paused => return Err(VoiceError::Paused),
                 RecordingStatus::Processing => return Err(VoiceError::Processing),
                 _ => {}
             }

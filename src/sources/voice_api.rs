@@ -1,21 +1,20 @@
-//! The Voice REST API (`/2010-04-01`): where a call's recordings are, and stopping and
-//! deleting them, for enforcement (SPEC section 8). It sends through the TaskRouter adapter's
+//! The Voice REST API (`/2010-04-01`): where a call's recordings are, and stopping, pausing
+//! and deleting them, for enforcement (SPEC section 8). It sends through the TaskRouter adapter's
 //! client and credentials ([`TaskRouterApi`]), built with the Voice API's base URL
 //! (`https://api.twilio.com`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
 use hyper::{HeaderMap, Method, StatusCode};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::taskrouter_api::{Answer, SendError, TaskRouterApi, retry_after};
-use crate::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
-use crate::sid::is_sid;
+use crate::ports::{Done, Failure, Recorded, Recording, RecordingStatus, Recordings, VoiceFailure};
+use crate::sid::is_sid_any_case;
 
 /// Each request's limit: enforcement has 4 s per delivery for a lookup, a few lists, stops
 /// and deletes, so one stuck request must leave room for the `503` that asks for a retry.
@@ -38,6 +37,8 @@ pub enum Operation {
     /// A conference's or a call's recordings.
     List,
     Stop,
+    /// A pause, skipping it (`PauseBehavior=skip`), where a stop was refused.
+    Pause,
     Delete,
 }
 
@@ -48,6 +49,7 @@ impl fmt::Display for Operation {
             Operation::Participants => "participants",
             Operation::List => "list",
             Operation::Stop => "stop",
+            Operation::Pause => "pause",
             Operation::Delete => "delete",
         })
     }
@@ -92,6 +94,22 @@ pub enum VoiceError {
         operation: Operation,
         kind: &'static str,
     },
+}
+
+impl VoiceFailure for VoiceError {
+    /// A `4xx` other than `404` and `429` is Twilio's refusal; a `404` never gets here on a
+    /// stop, a pause or a delete (it is done), and on a list it says the resource is not
+    /// what it should be, which is no refusal of the stop either way.
+    fn failure(&self) -> Failure {
+        match self {
+            VoiceError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 404 | 429) =>
+            {
+                Failure::Refused
+            }
+            _ => Failure::Unavailable,
+        }
+    }
 }
 
 /// ` (retry after N s)` when the `429` said how long.
@@ -171,10 +189,11 @@ impl VoiceApi {
     ) -> Result<Vec<T>, VoiceError> {
         let path = target.split('?').next().unwrap_or_default().to_owned();
         let mut items = Vec::new();
+        let mut skipped = BTreeMap::new();
         let mut next = Some(target);
         for _ in 0..MAX_PAGES {
             let Some(target) = next.take() else {
-                return Ok(items);
+                break;
             };
             let answer = self
                 .request(operation, account_sid, Method::GET, &target, None)
@@ -189,15 +208,52 @@ impl VoiceApi {
             let page = parse_page(&answer.body, &path)
                 .map_err(|detail| VoiceError::Malformed { operation, detail })?;
             items.extend(page.items);
+            for skip in page.skipped {
+                *skipped.entry(skip).or_insert(0_usize) += 1;
+            }
             next = page.next;
         }
-        match next {
-            None => Ok(items),
-            Some(_) => Err(VoiceError::TooManyPages { operation }),
+        if next.is_some() {
+            return Err(VoiceError::TooManyPages { operation });
         }
+        // One line per field at fault, whatever the number of entries: never an entry's
+        // content, which may hold caller data.
+        for (skip, entries) in skipped {
+            tracing::warn!(
+                list = T::KEY,
+                field = skip.field,
+                fault = skip.fault.as_str(),
+                entries,
+                "Voice API list entries skipped: each lacks a field the service needs; the others are used"
+            );
+        }
+        Ok(items)
     }
 
-    /// Sends a stop or a delete: done on success, already done on `404`.
+    /// Posts `form` to a conference's or a call's recording (a stop or a pause).
+    async fn update(
+        &self,
+        operation: Operation,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+        form: &str,
+    ) -> Result<Done, VoiceError> {
+        let account_sid = checked(account_sid, "AC", operation)?;
+        let parent = parent_path(account_sid, of, operation)?;
+        let recording_sid = checked(recording_sid, "RE", operation)?;
+        let target = format!("{parent}/Recordings/{recording_sid}.json");
+        self.act(
+            operation,
+            account_sid,
+            Method::POST,
+            &target,
+            Some(form.to_owned()),
+        )
+        .await
+    }
+
+    /// Sends a stop, a pause or a delete: done on success, already done on `404`.
     async fn act(
         &self,
         operation: Operation,
@@ -279,13 +335,24 @@ impl Recordings for VoiceApi {
         of: Recorded<'_>,
         recording_sid: &str,
     ) -> Result<Done, VoiceError> {
-        let operation = Operation::Stop;
-        let account_sid = checked(account_sid, "AC", operation)?;
-        let parent = parent_path(account_sid, of, operation)?;
-        let recording_sid = checked(recording_sid, "RE", operation)?;
-        let target = format!("{parent}/Recordings/{recording_sid}.json");
-        let form = Some("Status=stopped".to_owned());
-        self.act(operation, account_sid, Method::POST, &target, form)
+        self.update(
+            Operation::Stop,
+            account_sid,
+            of,
+            recording_sid,
+            "Status=stopped",
+        )
+        .await
+    }
+
+    async fn pause(
+        &self,
+        account_sid: &str,
+        of: Recorded<'_>,
+        recording_sid: &str,
+    ) -> Result<Done, VoiceError> {
+        let form = "Status=paused&PauseBehavior=skip";
+        self.update(Operation::Pause, account_sid, of, recording_sid, form)
             .await
     }
 
@@ -299,13 +366,14 @@ impl Recordings for VoiceApi {
     }
 }
 
-/// `value` when it is a SID of this kind: only such text goes into a URL path.
+/// `value` when it is a SID of this kind: only such text goes into a URL path. Its hex digits
+/// may be of either case, as they may be in the Voice API's answers, and are sent as given.
 fn checked<'a>(
     value: &'a str,
     kind: &'static str,
     operation: Operation,
 ) -> Result<&'a str, VoiceError> {
-    if is_sid(value, kind) {
+    if is_sid_any_case(value, kind) {
         Ok(value)
     } else {
         Err(VoiceError::NotASid { operation, kind })
@@ -347,16 +415,65 @@ fn with_query(path: &str, filters: &[(&str, &str)]) -> String {
 }
 
 /// An item of a Voice API list, as far as the adapter reads it.
-trait Listed: DeserializeOwned {
+trait Listed: Sized {
     /// The member of a page that holds the list.
     const KEY: &'static str;
 
-    /// Whether its SIDs have their shape: they go into later requests' paths.
-    fn well_formed(&self) -> bool;
+    /// The item an entry of the list holds; `Err` names the field it lacks. Its SIDs must
+    /// have their shape: they go into later requests' paths.
+    fn read(entry: &Value) -> Result<Self, Skip>;
+}
+
+/// Why an entry of a list was skipped: the field at fault, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Skip {
+    field: &'static str,
+    fault: EntryFault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EntryFault {
+    /// Absent, `null`, or not text.
+    Missing,
+    /// Text, but not a SID of its kind.
+    NotASid,
+}
+
+impl EntryFault {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryFault::Missing => "missing or null",
+            EntryFault::NotASid => "not a SID of its kind",
+        }
+    }
+}
+
+/// An entry's text field.
+fn text_field(entry: &Value, field: &'static str) -> Result<String, Skip> {
+    match entry.get(field) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        _ => Err(Skip {
+            field,
+            fault: EntryFault::Missing,
+        }),
+    }
+}
+
+/// An entry's SID field, of this kind.
+fn sid_field(entry: &Value, field: &'static str, kind: &str) -> Result<String, Skip> {
+    let sid = text_field(entry, field)?;
+    if is_sid_any_case(&sid, kind) {
+        Ok(sid)
+    } else {
+        Err(Skip {
+            field,
+            fault: EntryFault::NotASid,
+        })
+    }
 }
 
 /// A conference, as far as the lookup reads it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Conference {
     sid: String,
     friendly_name: String,
@@ -366,13 +483,17 @@ struct Conference {
 impl Listed for Conference {
     const KEY: &'static str = "conferences";
 
-    fn well_formed(&self) -> bool {
-        is_sid(&self.sid, "CF")
+    fn read(entry: &Value) -> Result<Conference, Skip> {
+        Ok(Conference {
+            sid: sid_field(entry, "sid", "CF")?,
+            friendly_name: text_field(entry, "friendly_name")?,
+            status: text_field(entry, "status")?,
+        })
     }
 }
 
 /// A participant: its call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Participant {
     call_sid: String,
 }
@@ -380,13 +501,15 @@ struct Participant {
 impl Listed for Participant {
     const KEY: &'static str = "participants";
 
-    fn well_formed(&self) -> bool {
-        is_sid(&self.call_sid, "CA")
+    fn read(entry: &Value) -> Result<Participant, Skip> {
+        Ok(Participant {
+            call_sid: sid_field(entry, "call_sid", "CA")?,
+        })
     }
 }
 
 /// A recording as listed; `status` is read by [`RecordingStatus::parse`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct ListedRecording {
     sid: String,
     status: String,
@@ -395,8 +518,11 @@ struct ListedRecording {
 impl Listed for ListedRecording {
     const KEY: &'static str = "recordings";
 
-    fn well_formed(&self) -> bool {
-        is_sid(&self.sid, "RE")
+    fn read(entry: &Value) -> Result<ListedRecording, Skip> {
+        Ok(ListedRecording {
+            sid: sid_field(entry, "sid", "RE")?,
+            status: text_field(entry, "status")?,
+        })
     }
 }
 
@@ -404,27 +530,39 @@ impl Listed for ListedRecording {
 #[derive(Debug)]
 struct Page<T> {
     items: Vec<T>,
+    /// The entries left out, each by its fault: one bad entry spoils only itself.
+    skipped: Vec<Skip>,
     /// The next page's path and query, relative to the base URL.
     next: Option<String>,
 }
 
-/// Reads a page, each item well formed. The next page must be of the same list (`path`) and
-/// be text a URL can carry: the base URL comes first, so the API can never send the
-/// credentials elsewhere.
+/// Reads a page: every entry that has what the service needs, and why each other one was
+/// skipped. The next page must be of the same list (`path`) and be text a URL can carry: the
+/// base URL comes first, so the API can never send the credentials elsewhere.
 fn parse_page<T: Listed>(body: &[u8], path: &str) -> Result<Page<T>, &'static str> {
     let mut page: Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
-    let list = page.get_mut(T::KEY).map(Value::take).ok_or("no list")?;
-    let items: Vec<T> =
-        serde_json::from_value(list).map_err(|_| "an item lacks a field it documents")?;
-    if !items.iter().all(T::well_formed) {
-        return Err("an item has a SID of the wrong shape");
+    let entries = match page.get_mut(T::KEY).map(Value::take) {
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err("the list is not an array"),
+        None => return Err("no list"),
+    };
+    let (mut items, mut skipped) = (Vec::new(), Vec::new());
+    for entry in &entries {
+        match T::read(entry) {
+            Ok(item) => items.push(item),
+            Err(skip) => skipped.push(skip),
+        }
     }
     let next = match page.get("next_page_uri") {
         None | Some(Value::Null) => None,
         Some(Value::String(next)) if is_next_page(next, path) => Some(next.clone()),
         Some(_) => return Err("next_page_uri is not a page of the same list"),
     };
-    Ok(Page { items, next })
+    Ok(Page {
+        items,
+        skipped,
+        next,
+    })
 }
 
 /// Whether `next` is `path` with a query of plain URL characters.
@@ -499,9 +637,15 @@ mod tests {
         let finished = serde_json::json!({"conferences": [conference(CF, WT, "completed")]});
         let page: Page<Conference> = parse_page(finished.to_string().as_bytes(), &path).unwrap();
         assert_eq!(in_progress_for(page.items, WT), None);
+        // One whose SID is not a conference's is skipped, never sent back in a path.
         let bad = serde_json::json!({"conferences": [conference("CF1", WT, "in-progress")]});
-        let bad = parse_page::<Conference>(bad.to_string().as_bytes(), &path);
-        assert_eq!(bad.err(), Some("an item has a SID of the wrong shape"));
+        let bad: Page<Conference> = parse_page(bad.to_string().as_bytes(), &path).unwrap();
+        assert_eq!(in_progress_for(bad.items, WT), None);
+        let not_a_sid = Skip {
+            field: "sid",
+            fault: EntryFault::NotASid,
+        };
+        assert_eq!(bad.skipped, [not_a_sid]);
     }
 
     #[test]
@@ -521,9 +665,48 @@ mod tests {
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.items[0].call_sid, CA);
         assert!(page.next.is_some());
-        let no_call = serde_json::json!({"participants": [{"call_sid": null}]});
-        let no_call = parse_page::<Participant>(no_call.to_string().as_bytes(), &path);
-        assert_eq!(no_call.err(), Some("an item lacks a field it documents"));
+    }
+
+    #[test]
+    fn an_entry_without_a_field_the_service_needs_spoils_only_itself() {
+        const CA: &str = "CA0123456789abcdef0123456789abcdef";
+        let path = format!("{ACCOUNTS}/{AC}/Conferences/{CF}/Participants.json");
+        let body = serde_json::json!({"participants": [
+            {"call_sid": CA, "label": "customer"},
+            {"call_sid": null, "label": "agent"},
+            {"label": "supervisor"},
+            {"call_sid": 7},
+            {"call_sid": "+14155550100"},
+            "CA0123456789abcdef0123456789abcdef",
+            {"call_sid": "CAFEDCBA9876543210FEDCBA9876543210"},
+        ]});
+        let page: Page<Participant> = parse_page(body.to_string().as_bytes(), &path).unwrap();
+        let calls: Vec<&str> = page.items.iter().map(|p| p.call_sid.as_str()).collect();
+        assert_eq!(calls, [CA, "CAFEDCBA9876543210FEDCBA9876543210"]);
+        let skip = |fault| Skip {
+            field: "call_sid",
+            fault,
+        };
+        assert_eq!(
+            page.skipped,
+            [
+                skip(EntryFault::Missing),
+                skip(EntryFault::Missing),
+                skip(EntryFault::Missing),
+                skip(EntryFault::NotASid),
+                skip(EntryFault::Missing),
+            ]
+        );
+        let recording = serde_json::json!({"recordings": [
+            {"sid": RE, "status": null},
+            {"sid": null, "status": "completed"},
+            {"sid": "RE0123456789ABCDEF0123456789ABCDEF", "status": "completed"},
+        ]});
+        let page = recordings_page(&recording).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].sid, "RE0123456789ABCDEF0123456789ABCDEF");
+        let fields: Vec<&str> = page.skipped.iter().map(|s| s.field).collect();
+        assert_eq!(fields, ["status", "sid"]);
     }
 
     #[test]
@@ -545,15 +728,11 @@ mod tests {
             (serde_json::json!({"calls": []}), "no list"),
             (
                 serde_json::json!({"recordings": {}}),
-                "an item lacks a field it documents",
+                "the list is not an array",
             ),
             (
-                serde_json::json!({"recordings": [{"sid": RE}]}),
-                "an item lacks a field it documents",
-            ),
-            (
-                serde_json::json!({"recordings": [item("RE../../Calls")]}),
-                "an item has a SID of the wrong shape",
+                serde_json::json!({"recordings": null}),
+                "the list is not an array",
             ),
             (
                 serde_json::json!({"recordings": [item(RE)], "next_page_uri": 1}),
@@ -616,13 +795,48 @@ mod tests {
     }
 
     #[test]
+    fn only_a_4xx_other_than_404_and_429_is_a_refusal() {
+        let empty = HeaderMap::new();
+        let answered = |status: u16| {
+            let status = StatusCode::from_u16(status).unwrap();
+            VoiceError::refused(status, &empty, Operation::Stop).failure()
+        };
+        for status in [400, 403, 409, 422] {
+            assert_eq!(answered(status), Failure::Refused, "{status}");
+        }
+        for status in [404, 429, 500, 502, 503] {
+            assert_eq!(answered(status), Failure::Unavailable, "{status}");
+        }
+        let unanswered = [
+            VoiceError::Timeout {
+                operation: Operation::Stop,
+            },
+            VoiceError::NotASid {
+                operation: Operation::Stop,
+                kind: "RE",
+            },
+            VoiceError::Transport {
+                operation: Operation::Stop,
+                detail: "connection reset".into(),
+            },
+        ];
+        for error in unanswered {
+            assert_eq!(error.failure(), Failure::Unavailable, "{error}");
+        }
+    }
+
+    #[test]
     fn only_sids_of_the_right_kind_reach_a_path() {
         let op = Operation::Stop;
         assert_eq!(checked(CF, "CF", op), Ok(CF));
+        // As the Voice API may write it, and sent back as it was written.
+        let upper = "CF0123456789ABCDEF0123456789ABCDEF";
+        assert_eq!(checked(upper, "CF", op), Ok(upper));
         for bad in [
             "",
             "CF",
-            "CF0123456789ABCDEF0123456789ABCDEF",
+            "cf0123456789abcdef0123456789abcdef",
+            "CF0123456789ABCDEF0123456789ABCDEG",
             "../../Recordings",
             RE,
         ] {

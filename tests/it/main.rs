@@ -14,6 +14,7 @@ mod cli;
 mod events;
 mod events_load;
 mod faults;
+mod field;
 mod flex_tasks;
 mod lambda_events;
 mod lambda_runtime;

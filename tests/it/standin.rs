@@ -14,9 +14,16 @@
 //! Voice API resources (`/2010-04-01/Accounts/{AccountSid}/...`, for enforcement): the
 //! in-progress conference by `FriendlyName` and `Status` (`Conferences.json`), a conference's
 //! participants, a conference's and a call's recordings (lists in Twilio's paged envelope,
-//! followed through `next_page_uri`), stopping a recording (`POST` with `Status=stopped`) and
-//! deleting one (`DELETE Recordings/{RE}.json`, `204`). Another resource is one more
-//! [`Resource`] variant and one more arm in [`Shared::route`].
+//! followed through `next_page_uri`), stopping or pausing a recording (`POST` with
+//! `Status=stopped`, or `Status=paused`) and deleting one (`DELETE Recordings/{RE}.json`,
+//! `204`). Another resource is one more [`Resource`] variant and one more arm in
+//! [`Shared::route`].
+//!
+//! It can also answer as Twilio has been seen to in the field: conference recordings that
+//! refuse `Status=stopped` but accept `Status=paused` ([`StandIn::refuse_conference_stops`]),
+//! pauses refused too ([`StandIn::refuse_pauses`]), recordings `processing` once their call
+//! ends ([`StandIn::end_conference`]), and a list entry with a field `null`
+//! ([`StandIn::null_field`]).
 
 // Each test crate uses a different part of this module.
 
@@ -395,6 +402,50 @@ impl StandIn {
         self.shared.state().stopped_status = Some(status.to_owned());
     }
 
+    /// From now on a conference recording refuses `Status=stopped` with `400` and Twilio's
+    /// error 21220, whatever its status, and still accepts `Status=paused`: what teams have
+    /// seen in the field. A call's recordings stop as before.
+    pub fn refuse_conference_stops(&self) {
+        self.shared.state().refuse_conference_stops = true;
+    }
+
+    /// From now on every recording refuses `Status=paused` with `400` and error 21220.
+    pub fn refuse_pauses(&self) {
+        self.shared.state().refuse_pauses = true;
+    }
+
+    /// The conference ends, and its calls with it: its recordings and its participants',
+    /// unless finished, are `processing` (Twilio then refuses to delete them) until a test
+    /// moves them on with [`StandIn::set_recording_status`].
+    pub fn end_conference(&self, sid: &str) {
+        let mut state = self.shared.state();
+        let Some(conference) = state.conferences.iter_mut().find(|c| c.sid == sid) else {
+            panic!("add conference {sid} before it ends");
+        };
+        conference.status = "completed".to_owned();
+        let calls = conference.participants.clone();
+        for recording in &mut state.recordings {
+            let of_the_call = match &recording.of {
+                Of::Conference(of) => of == sid,
+                Of::Call(of) => calls.contains(of),
+            };
+            let running = matches!(
+                recording.status.as_str(),
+                "in-progress" | "paused" | "stopped"
+            );
+            if of_the_call && running {
+                recording.status = "processing".to_owned();
+            }
+        }
+    }
+
+    /// In every page of the list `list` (`conferences`, `participants`, `recordings`), the
+    /// entry of `item` (its SID; a participant's call SID) has `field` `null`.
+    pub fn null_field(&self, list: &str, item: &str, field: &str) {
+        let key = (list.to_owned(), item.to_owned(), field.to_owned());
+        self.shared.state().nulled.push(key);
+    }
+
     /// Every Voice API page holds at most `n` items from now on, whatever `PageSize` asks:
     /// short lists then span several pages.
     pub fn cap_page_size(&self, n: usize) {
@@ -522,6 +573,12 @@ struct State {
     recordings: Vec<VoiceRecording>,
     /// The most items a Voice API page holds, when a test set it.
     page_size_cap: Option<usize>,
+    /// Conference recordings refuse `Status=stopped`.
+    refuse_conference_stops: bool,
+    /// Recordings refuse `Status=paused`.
+    refuse_pauses: bool,
+    /// (list, item, field): a field written `null` in a list's entry.
+    nulled: Vec<(String, String, String)>,
 }
 
 impl State {
@@ -1084,7 +1141,8 @@ impl Shared {
     /// `in-progress`). A recording of something else, or gone, is `404`. Assumption: a
     /// recording that no longer runs (`processing`, `completed`, `absent`, or `stopped` asked
     /// to run again) refuses a change with `400` and Twilio's 21220 ("Invalid state"); asking
-    /// a stopped one to stop again is answered with it as it is.
+    /// a stopped one to stop again is answered with it as it is. Refusals a test asked for
+    /// ([`StandIn::refuse_conference_stops`], [`StandIn::refuse_pauses`]) come first.
     fn update_recording(
         &self,
         state: &mut State,
@@ -1105,6 +1163,11 @@ impl Shared {
             .iter()
             .find(|(name, _)| name == "Status")
             .map(|(_, value)| value.as_str());
+        let refused = match wanted {
+            Some("stopped") => matches!(of, Of::Conference(_)) && state.refuse_conference_stops,
+            Some("paused") => state.refuse_pauses,
+            _ => false,
+        };
         let Some(recording) = state
             .recordings
             .iter_mut()
@@ -1113,6 +1176,9 @@ impl Shared {
             return not_found(request.path());
         };
         match (recording.status.as_str(), wanted) {
+            _ if refused => {
+                return twilio_error(400, 21220, "Invalid state for the requested recording");
+            }
             (_, None) => return twilio_error(400, 20001, "Missing required parameter Status"),
             ("in-progress" | "paused", Some("stopped")) => {
                 recording.status = state.stopped_status.clone().unwrap_or("stopped".into());
@@ -1213,7 +1279,19 @@ fn page(state: &State, request: &Recorded, key: &str, items: Vec<(String, Value)
     };
     let next = (end < items.len()).then(|| page_uri(number + 1, Some(&items[end - 1].0)));
     let previous = (number > 0).then(|| page_uri(number - 1, None));
-    let listed: Vec<Value> = items[start..end].iter().map(|(_, v)| v.clone()).collect();
+    let nulled = |item: &str, value: &Value| {
+        let mut value = value.clone();
+        for (list, nulled_item, field) in &state.nulled {
+            if list == key && nulled_item == item {
+                value[field.as_str()] = Value::Null;
+            }
+        }
+        value
+    };
+    let listed: Vec<Value> = items[start..end]
+        .iter()
+        .map(|(item, v)| nulled(item, v))
+        .collect();
     let mut body = json!({
         "end": end.saturating_sub(1).max(start),
         "first_page_uri": page_uri(0, None),

@@ -90,6 +90,7 @@ fn the_catalogues_dimension_values_are_what_the_code_writes() {
 
     let actions = [
         ActionKind::Stopped,
+        ActionKind::Paused,
         ActionKind::Deleted,
         ActionKind::NoneFound,
         ActionKind::Failed,
@@ -217,6 +218,17 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
         "FunctionThrottlesAlarm",
     ] {
         assert!(text.contains(&format!("\n  {alarm}:\n")), "{alarm}");
+    }
+}
+
+/// The dashboard's enforcement panel has a line for every action the code writes, so a new
+/// one (`paused`) is seen the day it is first written.
+#[test]
+fn the_dashboard_shows_every_enforcement_action() {
+    let text = template_text();
+    for action in values("Action") {
+        let line = format!(r#"["${{Namespace}}", "Enforcements", "Action", "{action}"]"#);
+        assert!(text.contains(&line), "the dashboard has no {line}");
     }
 }
 

@@ -1,7 +1,8 @@
 //! The Voice API adapter (`sources::voice_api`) against the stand-in: the conference named
 //! after a task, its participants, a conference's and a call's recordings page after page,
-//! stopping and deleting them (a `404` is already done), and every failure as one line that
-//! names the answer and the operation, with no secret and no caller data in it.
+//! stopping, pausing and deleting them (a `404` is already done), every failure as one line
+//! that names the answer and the operation, with no secret and no caller data in it, and
+//! whether Twilio refused the request.
 
 use crate::standin::{Fault, Of, Recorded as Request, StandIn};
 use crate::support::{CALLER_DATA, TOKEN};
@@ -9,7 +10,9 @@ use crate::support::{CALLER_DATA, TOKEN};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conditional_recording::ports::{Done, Recorded, Recording, RecordingStatus, Recordings};
+use conditional_recording::ports::{
+    Done, Failure, Recorded, Recording, RecordingStatus, Recordings, VoiceFailure,
+};
 use conditional_recording::sources::taskrouter_api::{Credentials, TaskRouterApi};
 use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
 use conditional_recording::sources::voice_api::{
@@ -268,6 +271,94 @@ async fn stopping_a_recording_and_one_already_gone() {
         assert_eq!(api.stop(AC, of, &sid).await, Ok(Done::AlreadyGone));
     }
     assert_eq!(standin.voice_requests().last().unwrap().answered, Some(404));
+}
+
+/// What the field shows: a conference recording refuses `Status=stopped` (`400`, 21220), a
+/// refusal, and accepts `Status=paused` with `PauseBehavior=skip`; a refused pause is one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stop_is_a_refusal_and_a_pause_skips_the_pause() {
+    let (standin, api) = start().await;
+    let sid = recording_sid(3);
+    standin.add_recording(AC, Of::Conference(CF.to_owned()), &sid, "in-progress");
+    standin.refuse_conference_stops();
+
+    let refused = api
+        .stop(AC, Recorded::Conference(CF), &sid)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "Voice API answered 400 on stop");
+    assert_eq!(refused.failure(), Failure::Refused);
+
+    let paused = api.pause(AC, Recorded::Conference(CF), &sid).await;
+    assert_eq!(paused, Ok(Done::Now));
+    assert_eq!(standin.recording_status(&sid).as_deref(), Some("paused"));
+    let request = standin.voice_requests().pop().unwrap();
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.path(),
+        format!("/2010-04-01/Accounts/{AC}/Conferences/{CF}/Recordings/{sid}.json")
+    );
+    assert_eq!(
+        request.form(),
+        [
+            ("Status".to_owned(), "paused".to_owned()),
+            ("PauseBehavior".to_owned(), "skip".to_owned()),
+        ]
+    );
+    let gone = api
+        .pause(AC, Recorded::Conference(CF), &recording_sid(9))
+        .await;
+    assert_eq!(gone, Ok(Done::AlreadyGone));
+
+    standin.refuse_pauses();
+    let refused = api
+        .pause(AC, Recorded::Conference(CF), &sid)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "Voice API answered 400 on pause");
+    assert_eq!(refused.failure(), Failure::Refused);
+    assert_safe(&refused);
+
+    // A 500 or a 429 is no refusal: another delivery may do better.
+    standin.fail_next(1, Fault::Status(500));
+    let failed = api.stop(AC, Recorded::Call(CUSTOMER), &sid).await;
+    assert_eq!(failed.unwrap_err().failure(), Failure::Unavailable);
+    standin.fail_next(1, Fault::RateLimited(None));
+    let limited = api.stop(AC, Recorded::Call(CUSTOMER), &sid).await;
+    assert_eq!(limited.unwrap_err().failure(), Failure::Unavailable);
+}
+
+/// An entry without a field the service needs is skipped, the rest of the list used; SIDs
+/// with uppercase hex digits are read and sent back as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_entry_spoils_only_itself_and_uppercase_sids_are_used() {
+    let (standin, api) = start().await;
+    let upper = "CAABCDEF0123456789ABCDEF0123456789";
+    standin.add_conference(AC, CF, TASK, "in-progress");
+    for call in [CUSTOMER, WORKER, upper] {
+        standin.add_participant(CF, call);
+    }
+    standin.null_field("participants", WORKER, "call_sid");
+    standin.cap_page_size(2);
+    let calls = api.participant_calls(AC, CF).await;
+    assert_eq!(calls, Ok(vec![CUSTOMER.to_owned(), upper.to_owned()]));
+
+    let on_upper = "REABCDEF0123456789ABCDEF0123456789";
+    standin.add_recording(AC, Of::Call(upper.to_owned()), on_upper, "completed");
+    standin.add_recording(
+        AC,
+        Of::Call(upper.to_owned()),
+        &recording_sid(4),
+        "completed",
+    );
+    standin.null_field("recordings", &recording_sid(4), "status");
+    let recordings = api.list(AC, Recorded::Call(upper)).await.unwrap();
+    assert_eq!(
+        listed(&recordings),
+        [(on_upper.to_owned(), RecordingStatus::Completed)]
+    );
+    assert_eq!(api.delete(AC, on_upper).await, Ok(Done::Now));
+    assert_eq!(standin.recording_status(on_upper), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
