@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use conditional_recording::enforcement::ActionKind;
 use conditional_recording::metrics::{self, CATALOGUE, DIMENSIONS};
+use conditional_recording::reconcile;
 use conditional_recording::rules::{Decision, Reason, RuleList, RuleRef};
 use conditional_recording::service::Refusal;
 use serde_json::{Value, json};
@@ -73,7 +74,8 @@ fn the_catalogues_dimension_values_are_what_the_code_writes() {
     let reasons = every_reason().iter().map(Reason::kind).collect();
     assert_eq!(sorted(values("Reason")), sorted(reasons));
 
-    let outcomes = vec![
+    // `Outcome` carries a decision's outcome and a reconciled recording's.
+    let mut outcomes = vec![
         Decision::NotACall.outcome(),
         Decision::fail(
             conditional_recording::rules::FailPolicy::Record,
@@ -86,6 +88,7 @@ fn the_catalogues_dimension_values_are_what_the_code_writes() {
         )
         .outcome(),
     ];
+    outcomes.extend(reconcile::Outcome::ALL.map(reconcile::Outcome::as_str));
     assert_eq!(sorted(values("Outcome")), sorted(outcomes));
 
     let actions = [
@@ -197,9 +200,11 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
     assert!(err.is_empty(), "{err}");
     // What the README says to alarm on: refresh failures (2), fail-policy decisions (3),
     // enforcement failures, rules age, a rejected version in force, signature rejections,
-    // function errors and throttles.
+    // function errors and throttles; a sweep's violations, an incomplete or failed sweep, and
+    // ledger failures.
     assert!(
-        out.starts_with("checked 11 alarms and ") && out.contains(" dashboard metrics against 7"),
+        out.starts_with("checked 15 alarms and ")
+            && out.contains(&format!(" dashboard metrics against {} ", CATALOGUE.len())),
         "{out}"
     );
     let text = template_text();
@@ -215,6 +220,10 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
         "SignatureRejectionsAlarm",
         "FunctionErrorsAlarm",
         "FunctionThrottlesAlarm",
+        "SweepViolationsAlarm",
+        "SweepIncompleteAlarm",
+        "SweepErrorsAlarm",
+        "LedgerFailuresAlarm",
     ] {
         assert!(text.contains(&format!("\n  {alarm}:\n")), "{alarm}");
     }
@@ -260,6 +269,30 @@ fn the_check_finds_a_metric_the_code_does_not_emit() {
             "Enforcements never has Action = 'nothing_found'",
         ),
         (
+            "other-function",
+            "Value: !Ref SweepFunction",
+            "Value: !Ref SweepLog",
+            "SweepErrorsAlarm: AWS/Lambda Errors FunctionName {\"Ref\": \"SweepLog\"} names no AWS::Serverless::Function",
+        ),
+        (
+            "dashboard-function",
+            "\"Duration\", \"FunctionName\", \"${SweepFunction}\"",
+            "\"Duration\", \"FunctionName\", \"${Sweep}\"",
+            "AWS/Lambda Duration FunctionName \"${Sweep}\" names no AWS::Serverless::Function",
+        ),
+        (
+            "unpublished-alias",
+            "Value: !Sub \"${DecisionFunction}:live\"",
+            "Value: !Sub \"${SweepFunction}:live\"",
+            "is not the alias of its FunctionName (SweepFunction publishes none)",
+        ),
+        (
+            "one-namespace",
+            "METRICS_NAMESPACE: !Sub \"ConditionalRecording/${AWS::StackName}\"",
+            "METRICS_NAMESPACE: ConditionalRecording/Sweeps",
+            "every function must set the same METRICS_NAMESPACE",
+        ),
+        (
             "silent-alarm",
             "      AlarmActions: [!If [CreateAlarmTopic, !Ref AlarmTopic, !Ref AlarmTopicArn]]\n      OKActions",
             "      OKActions",
@@ -295,6 +328,40 @@ fn template_json() -> Value {
     serde_json::from_slice(&output.stdout).expect("the template as JSON")
 }
 
+/// The statements a function is granted: its inline policies' and those of the managed
+/// policies of this template it names (`!Ref`), the one under `!If` included.
+fn statements<'a>(template: &'a Value, function: &str) -> Vec<&'a Value> {
+    let resources = &template["Resources"];
+    let policies = resources[function]["Properties"]["Policies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{function} has a list of policies"));
+    let mut documents = Vec::new();
+    for policy in policies {
+        match policy["Ref"].as_str() {
+            Some(name) => {
+                assert_eq!(
+                    resources[name]["Type"], "AWS::IAM::ManagedPolicy",
+                    "{function}: {name}"
+                );
+                documents.push(&resources[name]["Properties"]["PolicyDocument"]);
+            }
+            None => documents.push(policy),
+        }
+    }
+    let mut statements = Vec::new();
+    for document in documents {
+        for statement in document["Statement"].as_array().expect("statements") {
+            match statement["Fn::If"].as_array() {
+                Some(branches) => {
+                    statements.extend(branches[1..].iter().filter(|s| s.get("Action").is_some()))
+                }
+                None => statements.push(statement),
+            }
+        }
+    }
+    statements
+}
+
 #[test]
 fn the_stack_keeps_its_rules_and_log_and_reads_history_of_the_rules_only() {
     let template = template_json();
@@ -303,13 +370,7 @@ fn the_stack_keeps_its_rules_and_log_and_reads_history_of_the_rules_only() {
         assert_eq!(resources[kept]["DeletionPolicy"], "Retain", "{kept}");
         assert_eq!(resources[kept]["UpdateReplacePolicy"], "Retain", "{kept}");
     }
-    let function = &resources["DecisionFunction"]["Properties"];
-    let statements: Vec<&Value> = function["Policies"][0]["Statement"]
-        .as_array()
-        .expect("the function's statements")
-        .iter()
-        .filter(|s| s.get("Action").is_some())
-        .collect();
+    let statements = statements(&template, "DecisionFunction");
     let rules_arn = json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${RulesParameterName}"});
     let history: Vec<&&Value> = statements
         .iter()
