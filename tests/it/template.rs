@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use conditional_recording::enforcement::ActionKind;
+use conditional_recording::lambda;
 use conditional_recording::metrics::{self, CATALOGUE, DIMENSIONS};
-use conditional_recording::reconcile;
+use conditional_recording::reconcile::{self, Window};
 use conditional_recording::rules::{Decision, Reason, RuleList, RuleRef};
 use conditional_recording::service::Refusal;
 use serde_json::{Value, json};
@@ -444,4 +445,293 @@ fn the_routes_call_the_live_alias_behind_the_guardrails() {
         function["Environment"]["Variables"]["METRICS_NAMESPACE"],
         json!({"Fn::Sub": "ConditionalRecording/${AWS::StackName}"})
     );
+}
+
+/// A parameter's default, as a string.
+fn default_of(template: &Value, parameter: &str) -> String {
+    match &template["Parameters"][parameter]["Default"] {
+        Value::String(text) => text.clone(),
+        Value::Null => panic!("{parameter} has no default"),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn the_ledger_is_one_table_keyed_by_sid_on_demand_expiring_recoverable_and_kept() {
+    let template = template_json();
+    let resources = &template["Resources"];
+    let table = &resources["LedgerTable"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    assert_eq!(table["UpdateReplacePolicy"], "Retain");
+    let table = &table["Properties"];
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        table["KeySchema"],
+        json!([{"AttributeName": "sid", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        table["AttributeDefinitions"],
+        json!([{"AttributeName": "sid", "AttributeType": "S"}])
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"],
+        json!({"AttributeName": "expires_at", "Enabled": true})
+    );
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"],
+        json!({"PointInTimeRecoveryEnabled": true})
+    );
+    assert_eq!(table["SSESpecification"]["SSEEnabled"], true);
+    for none in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
+        assert!(table.get(none).is_none(), "the ledger has no {none}");
+    }
+    // The sweep's log outlives the stack as the decision log does.
+    assert_eq!(resources["SweepLog"]["DeletionPolicy"], "Retain");
+    assert_eq!(resources["SweepLog"]["UpdateReplacePolicy"], "Retain");
+    assert_eq!(
+        resources["SweepLog"]["Properties"]["RetentionInDays"],
+        resources["DecisionLog"]["Properties"]["RetentionInDays"]
+    );
+
+    assert_eq!(default_of(&template, "LedgerRetentionDays"), "400");
+    for function in ["DecisionFunction", "SweepFunction"] {
+        let variables = &resources[function]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            variables["LEDGER_TABLE"],
+            json!({"Ref": "LedgerTable"}),
+            "{function}"
+        );
+        assert_eq!(
+            variables["LEDGER_RETENTION_DAYS"],
+            json!({"Ref": "LedgerRetentionDays"}),
+            "{function}"
+        );
+    }
+    assert_eq!(
+        template["Outputs"]["LedgerTable"]["Value"],
+        json!({"Ref": "LedgerTable"})
+    );
+    assert_eq!(
+        template["Outputs"]["SweepFunction"]["Value"],
+        json!({"Ref": "SweepFunction"})
+    );
+}
+
+#[test]
+fn both_functions_read_and_write_the_ledger_item_by_item_and_nothing_else_in_dynamodb() {
+    let template = template_json();
+    let decision = statements(&template, "DecisionFunction");
+    let sweep = statements(&template, "SweepFunction");
+    // The sweep reads the rules and tokens at start as the callback does: the same grants.
+    assert_eq!(sweep, decision);
+    for (function, statements) in [("DecisionFunction", decision), ("SweepFunction", sweep)] {
+        let ledger: Vec<&Value> = statements
+            .into_iter()
+            .filter(|s| s.to_string().contains("dynamodb:"))
+            .collect();
+        assert_eq!(ledger.len(), 1, "{function}: one statement for the ledger");
+        let mut actions: Vec<&str> = ledger[0]["Action"]
+            .as_array()
+            .expect("a list of actions")
+            .iter()
+            .map(|a| a.as_str().expect("an action"))
+            .collect();
+        actions.sort_unstable();
+        assert_eq!(
+            actions,
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem"
+            ],
+            "{function}"
+        );
+        assert_eq!(ledger[0]["Effect"], "Allow");
+        // The table itself: it has no indexes, so no index ARN either.
+        assert_eq!(
+            ledger[0]["Resource"],
+            json!({"Fn::GetAtt": ["LedgerTable", "Arn"]}),
+            "{function}"
+        );
+        assert!(ledger[0].get("Condition").is_none());
+    }
+}
+
+#[test]
+fn the_sweep_is_the_same_build_on_a_schedule_with_the_callbacks_environment() {
+    let template = template_json();
+    let resources = &template["Resources"];
+    let decision = &resources["DecisionFunction"];
+    let sweep = &resources["SweepFunction"];
+    assert_eq!(
+        sweep["Metadata"], decision["Metadata"],
+        "built the same way"
+    );
+    for same in [
+        "CodeUri",
+        "Handler",
+        "Runtime",
+        "Architectures",
+        "Environment",
+    ] {
+        assert_eq!(
+            sweep["Properties"][same], decision["Properties"][same],
+            "{same}"
+        );
+    }
+    let sweep = &sweep["Properties"];
+    assert_eq!(
+        sweep["ReservedConcurrentExecutions"], 1,
+        "one sweep at a time"
+    );
+    assert_eq!(
+        sweep["LoggingConfig"]["LogGroup"],
+        json!({"Ref": "SweepLog"})
+    );
+    // A failed sweep is not retried: the next one comes at the next tick.
+    assert_eq!(sweep["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+    let timeout = sweep["Timeout"].as_u64().expect("a timeout");
+    assert!((60..=900).contains(&timeout), "{timeout}");
+    // The dashboard's line for the sweep's timeout is that timeout.
+    assert!(
+        template_text().contains(&format!(
+            r#"{{"label": "Timeout", "value": {}}}"#,
+            timeout * 1000
+        )),
+        "the sweep's duration panel marks its timeout"
+    );
+
+    let events = sweep["Events"].as_object().expect("events");
+    assert_eq!(events.len(), 1, "the schedule, and no route");
+    let schedule = events.values().next().expect("the schedule");
+    assert!(
+        ["ScheduleV2", "Schedule"].contains(&schedule["Type"].as_str().unwrap_or_default()),
+        "{schedule}"
+    );
+    let schedule = &schedule["Properties"];
+    assert_eq!(
+        schedule["ScheduleExpression"],
+        json!({"Ref": "SweepSchedule"})
+    );
+    assert_eq!(default_of(&template, "SweepSchedule"), "rate(15 minutes)");
+    assert_eq!(
+        schedule["State"],
+        json!({"Fn::If": ["SweepOn", "ENABLED", "DISABLED"]})
+    );
+    assert_eq!(schedule["RetryPolicy"]["MaximumRetryAttempts"], 0);
+
+    // The input is the sweep event once the window is put in, with --fix.
+    let input = schedule["Input"]["Fn::Sub"]
+        .as_str()
+        .expect("the input names the window");
+    let window = default_of(&template, "SweepWindow");
+    assert_eq!(window, "48h");
+    let event = lambda::SweepEvent::read(&input.replace("${SweepWindow}", &window))
+        .unwrap_or_else(|| panic!("{input} is not the sweep event"));
+    assert_eq!(event.reconcile.since, "48h");
+    assert!(event.reconcile.fix);
+
+    // What the window parameter allows is what reconcile --since takes, up to 31 days.
+    let pattern = template["Parameters"]["SweepWindow"]["AllowedPattern"]
+        .as_str()
+        .expect("a pattern");
+    let pattern = regex::Regex::new(pattern).expect("the pattern is a regex");
+    for since in ["48h", "90m", "7d", "31d", "744h"] {
+        assert!(pattern.is_match(since), "{since}");
+        Window::from_options(Some(since), None, None, 1_800_000_000)
+            .unwrap_or_else(|e| panic!("{since}: {e}"));
+    }
+    for since in ["", "0h", "48", "2w", "48 h", "1.5d", "-1d"] {
+        assert!(!pattern.is_match(since), "{since}");
+    }
+}
+
+#[test]
+fn the_stack_alarms_on_a_sweeps_violations_an_incomplete_or_failed_sweep_and_ledger_failures() {
+    let template = template_json();
+    let resources = &template["Resources"];
+    let ours = json!({"Fn::Sub": "ConditionalRecording/${AWS::StackName}"});
+    let topic =
+        json!([{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}]);
+    // (alarm, namespace, metric, dimensions, statistic, firing when)
+    let cases = [
+        (
+            "SweepViolationsAlarm",
+            ours.clone(),
+            "ReconciledRecordings",
+            json!([{"Name": "Outcome", "Value": "violation"}]),
+            "Maximum",
+            ("GreaterThanThreshold", 0),
+        ),
+        (
+            "SweepIncompleteAlarm",
+            ours.clone(),
+            "IncompleteSweeps",
+            Value::Null,
+            "Maximum",
+            ("GreaterThanThreshold", 0),
+        ),
+        (
+            "SweepErrorsAlarm",
+            json!("AWS/Lambda"),
+            "Errors",
+            json!([{"Name": "FunctionName", "Value": {"Ref": "SweepFunction"}}]),
+            "Sum",
+            ("GreaterThanOrEqualToThreshold", 1),
+        ),
+        (
+            "LedgerFailuresAlarm",
+            ours.clone(),
+            "LedgerFailures",
+            Value::Null,
+            "Sum",
+            ("GreaterThanOrEqualToThreshold", 1),
+        ),
+    ];
+    for (alarm, namespace, metric, dimensions, statistic, (comparison, threshold)) in cases {
+        assert_eq!(
+            resources[alarm]["Type"], "AWS::CloudWatch::Alarm",
+            "{alarm}"
+        );
+        let alarm_props = &resources[alarm]["Properties"];
+        assert_eq!(alarm_props["Namespace"], namespace, "{alarm}");
+        assert_eq!(alarm_props["MetricName"], metric, "{alarm}");
+        assert_eq!(alarm_props["Dimensions"], dimensions, "{alarm}");
+        assert_eq!(alarm_props["Statistic"], statistic, "{alarm}");
+        assert_eq!(alarm_props["ComparisonOperator"], comparison, "{alarm}");
+        assert_eq!(alarm_props["Threshold"], threshold, "{alarm}");
+        assert_eq!(alarm_props["EvaluationPeriods"], 1, "{alarm}");
+        assert_eq!(alarm_props["AlarmActions"], topic, "{alarm}");
+        assert_eq!(alarm_props["OKActions"], topic, "{alarm}");
+    }
+    // A sweep alarm keeps what the last sweep said through a period without one; a ledger
+    // failure is an event: no failures, no alarm.
+    let sweep_period = resources["SweepViolationsAlarm"]["Properties"]["Period"].clone();
+    for alarm in [
+        "SweepViolationsAlarm",
+        "SweepIncompleteAlarm",
+        "SweepErrorsAlarm",
+    ] {
+        let alarm_props = &resources[alarm]["Properties"];
+        assert_eq!(alarm_props["TreatMissingData"], "ignore", "{alarm}");
+        assert_eq!(alarm_props["Period"], sweep_period, "{alarm}");
+    }
+    assert_eq!(sweep_period, 900, "one sweep at SweepSchedule's default");
+    let ledger = &resources["LedgerFailuresAlarm"]["Properties"];
+    assert_eq!(ledger["Period"], 300);
+    assert_eq!(ledger["TreatMissingData"], "notBreaching");
+}
+
+#[test]
+fn the_dashboard_shows_every_reconciled_outcome_incomplete_sweeps_and_ledger_failures() {
+    let text = template_text();
+    for outcome in reconcile::Outcome::ALL.map(reconcile::Outcome::as_str) {
+        let line = format!(r#"["${{Namespace}}", "ReconciledRecordings", "Outcome", "{outcome}"]"#);
+        assert!(text.contains(&line), "the dashboard has no {line}");
+    }
+    for metric in ["IncompleteSweeps", "LedgerFailures"] {
+        let line = format!(r#"["${{Namespace}}", "{metric}""#);
+        assert!(text.contains(&line), "the dashboard has no {metric}");
+    }
 }
