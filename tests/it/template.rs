@@ -9,13 +9,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use conditional_recording::enforcement::ActionKind;
 use conditional_recording::lambda;
 use conditional_recording::metrics::{self, CATALOGUE, DIMENSIONS};
 use conditional_recording::reconcile::{self, Window};
 use conditional_recording::rules::{Decision, Reason, RuleList, RuleRef};
 use conditional_recording::service::Refusal;
+use conditional_recording::sources::https::SdkClient;
 use serde_json::{Value, json};
+
+use crate::moto::{self, Moto};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -734,4 +738,102 @@ fn the_dashboard_shows_every_reconciled_outcome_incomplete_sweeps_and_ledger_fai
         let line = format!(r#"["${{Namespace}}", "{metric}""#);
         assert!(text.contains(&line), "the dashboard has no {metric}");
     }
+}
+
+/// Runs `scripts/create-ledger-table.py` against `endpoint`.
+fn create_ledger_table(endpoint: &str, table: &str) -> std::process::Output {
+    Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("scripts/create-ledger-table.py"))
+        .args(["--endpoint", endpoint, "--table", table])
+        .output()
+        .expect("the script runs (.venv, made by `make test`)")
+}
+
+#[test]
+fn the_ledger_table_script_creates_the_templates_table_in_moto() {
+    let moto = Moto::start();
+    let created = create_ledger_table(&moto.endpoint(), "cr-ledger");
+    let said = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success(), "{said}");
+    assert!(created.stdout.is_empty() && said.is_empty(), "{said}");
+
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(moto.endpoint())
+        .http_client(SdkClient::new().expect("TLS settings"))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let (table, ttl) = moto::runtime().block_on(async {
+        let table = client
+            .describe_table()
+            .table_name("cr-ledger")
+            .send()
+            .await
+            .expect("the table exists");
+        let ttl = client
+            .describe_time_to_live()
+            .table_name("cr-ledger")
+            .send()
+            .await
+            .expect("its TTL");
+        (table, ttl)
+    });
+    let table = table.table.expect("a description");
+    let keys: Vec<(&str, &str)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type().as_str()))
+        .collect();
+    let attributes: Vec<(&str, &str)> = table
+        .attribute_definitions()
+        .iter()
+        .map(|a| (a.attribute_name(), a.attribute_type().as_str()))
+        .collect();
+    let billing = table
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .map(|b| b.as_str());
+    // What template.yaml says, as the stack creates it.
+    let template = template_json();
+    let defined = &template["Resources"]["LedgerTable"]["Properties"];
+    let pairs = |list: &'static str, name: &str, kind: &str| -> Vec<(&str, &str)> {
+        defined[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list}"))
+            .iter()
+            .map(|e| {
+                (
+                    e[name].as_str().unwrap_or("?"),
+                    e[kind].as_str().unwrap_or("?"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(keys, pairs("KeySchema", "AttributeName", "KeyType"));
+    assert_eq!(
+        attributes,
+        pairs("AttributeDefinitions", "AttributeName", "AttributeType")
+    );
+    assert_eq!(billing, defined["BillingMode"].as_str());
+    let ttl = ttl.time_to_live_description.expect("a TTL description");
+    assert_eq!(
+        ttl.attribute_name(),
+        defined["TimeToLiveSpecification"]["AttributeName"].as_str()
+    );
+    assert_eq!(
+        ttl.time_to_live_status().map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+
+    // A second time, the table exists: one line, exit 1.
+    let again = create_ledger_table(&moto.endpoint(), "cr-ledger");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{said}");
+    assert!(
+        said.starts_with("create-ledger-table: could not create cr-ledger at ")
+            && said.lines().count() == 1,
+        "{said}"
+    );
 }
