@@ -13,7 +13,9 @@ A metric in the service's namespace must be in the catalogue, read with exactly 
 dimension sets, and every dimension value must be one the code writes. The service's namespace
 is the function's METRICS_NAMESPACE as the template sets it; an alarm or a widget reading
 another namespace must read AWS's own (AWS/Lambda, AWS/ApiGateway) with the dimensions those
-services publish. Prints what it checked; exits 1 with one line per fault.
+services publish, and name this template's own resources: FunctionName a function,
+Resource a function's alias (`${Function}:live`), ApiId the HTTP API. Prints what it checked;
+exits 1 with one line per fault.
 
 Parses the template with cfn-lint's reader (in the test virtualenv), which keeps the
 CloudFormation tags (!Sub, !Ref) as the objects they stand for.
@@ -36,6 +38,35 @@ AWS_METRICS = {
     },
 }
 
+# The resource type each of those dimensions names (Resource: a function's alias).
+DIMENSION_RESOURCES = {
+    "FunctionName": "AWS::Serverless::Function",
+    "Resource": "AWS::Serverless::Function",
+    "ApiId": "AWS::Serverless::HttpApi",
+}
+
+
+def reference(value):
+    """(logical ID, what follows it) of a dimension value that names a resource: !Ref X,
+    !Sub "${X}...", or a dashboard's "@ref:X@..." placeholder; None otherwise."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and isinstance(value["Ref"], str):
+        return value["Ref"], ""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        value = value["Fn::Sub"]
+        match = re.fullmatch(r"\$\{([A-Za-z0-9]+)\}(.*)", value)
+        return (match.group(1), match.group(2)) if match else None
+    if isinstance(value, str):
+        match = re.fullmatch(r"@ref:([A-Za-z0-9]+)@(.*)", value)
+        return (match.group(1), match.group(2)) if match else None
+    return None
+
+
+def shown(value):
+    """A dimension value as the template writes it."""
+    if isinstance(value, str):
+        return json.dumps(re.sub(r"@ref:([A-Za-z0-9]+)@", r"${\1}", value))
+    return json.dumps(value)
+
 
 def main():
     template_path, catalogue_path = sys.argv[1], sys.argv[2]
@@ -51,15 +82,43 @@ def main():
     resources = template.get("Resources", {})
     faults = []
 
+    # Every function is the same binary and writes to one namespace.
     namespaces = [
         r["Properties"].get("Environment", {}).get("Variables", {}).get("METRICS_NAMESPACE")
         for r in resources.values()
         if r.get("Type") == "AWS::Serverless::Function"
     ]
-    if len(namespaces) != 1 or namespaces[0] is None:
-        print("template: exactly one function must set METRICS_NAMESPACE", file=sys.stderr)
+    if not namespaces or None in namespaces or any(n != namespaces[0] for n in namespaces):
+        print("template: every function must set the same METRICS_NAMESPACE", file=sys.stderr)
         return 1
     ours = namespaces[0]
+
+    def check_names(where, metric, dimensions):
+        """AWS's dimensions name this template's resources, as the service publishes them."""
+        for dimension, value in dimensions.items():
+            kind = DIMENSION_RESOURCES.get(dimension)
+            if kind is None:
+                continue
+            named = reference(value)
+            resource = resources.get(named[0], {}) if named else {}
+            if resource.get("Type") != kind:
+                faults.append(
+                    f"{where}: {metric} {dimension} {shown(value)} names no {kind} of this "
+                    f"template"
+                )
+                continue
+            if dimension == "Resource":
+                alias = resource["Properties"].get("AutoPublishAlias")
+                function = reference(dimensions.get("FunctionName"))
+                if alias is None or named[1] != f":{alias}" or function != (named[0], ""):
+                    faults.append(
+                        f"{where}: {metric} Resource {shown(value)} is not the alias of its "
+                        f"FunctionName ({named[0]} publishes {alias or 'none'})"
+                    )
+            elif named[1]:
+                faults.append(
+                    f"{where}: {metric} {dimension} {shown(value)} is more than {named[0]}"
+                )
 
     def check(where, namespace, name, dimensions):
         """One metric as read by an alarm or a widget: {dimension: literal value}."""
@@ -82,6 +141,7 @@ def main():
                 faults.append(f"{where}: {namespace} {name} is not a metric this check knows")
             if set(dimensions) not in known["dimension_sets"]:
                 faults.append(f"{where}: {namespace} {name} has no dimensions {sorted(dimensions)}")
+            check_names(where, f"{namespace} {name}", dimensions)
         else:
             faults.append(
                 f"{where}: namespace {json.dumps(namespace)} is neither the function's "
@@ -121,9 +181,10 @@ def main():
         if variables.get("Namespace") != ours:
             faults.append(f"{logical}: Namespace is not the function's METRICS_NAMESPACE")
         # Every ${...} stands for a resource, a parameter or the namespace: a placeholder
-        # keeps the JSON readable (numbers stay numbers).
+        # keeps the JSON readable (numbers stay numbers) and says which resource it was.
         text = text.replace("${Namespace}", "@service-namespace@")
         text = re.sub(r"\$\{RulesCacheTtlSeconds\}", "60", text)
+        text = re.sub(r"\$\{([A-Za-z0-9]+)\}", r"@ref:\1@", text)
         text = re.sub(r"\$\{[^}]+\}", "resolved", text)
         try:
             dashboard = json.loads(text)
