@@ -1,6 +1,8 @@
 //! The callback's form body, as `serve` and Lambda hand it to the handler: parsed to a
 //! callback, or refused with a 400 naming the field; a parsed callback always gets a
 //! decision (signatures off here, so the body alone decides the outcome).
+// The service's futures, generic over six ports, nest deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 #![no_main]
 

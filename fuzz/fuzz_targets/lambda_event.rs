@@ -2,6 +2,8 @@
 //! over: whatever JSON arrives, the function answers with a documented status and a JSON
 //! body in API Gateway's response shape. The same event with signatures enforced gets the
 //! same answer, or 403.
+// The service's futures, generic over six ports, nest deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 #![no_main]
 
