@@ -110,6 +110,19 @@ impl Setup {
         }
     }
 
+    /// `calls` recorded calls, each with one finished conference recording.
+    async fn recorded_calls(calls: usize) -> Setup {
+        let recordings: Vec<_> = (0..calls)
+            .map(|n| recording(n, Some(n), None, RecordingStatus::Completed))
+            .collect();
+        let conferences: Vec<_> = (0..calls).map(|c| (c, sid("WT", c))).collect();
+        let setup = Setup::new(recordings, &conferences, false);
+        for task in 0..calls {
+            setup.decide(task, true).await;
+        }
+        setup
+    }
+
     async fn decide(&self, task: usize, record: bool) {
         self.reconciler
             .ledger
@@ -316,14 +329,7 @@ async fn a_second_run_over_nothing_new_costs_the_list_and_one_ledger_read_per_hu
 
 #[tokio::test]
 async fn a_list_that_fails_part_way_is_never_clean() {
-    let recordings: Vec<_> = (0..250)
-        .map(|n| recording(n, Some(n), None, RecordingStatus::Completed))
-        .collect();
-    let conferences: Vec<_> = (0..250).map(|c| (c, sid("WT", c))).collect();
-    let setup = Setup::new(recordings, &conferences, false);
-    for task in 0..250 {
-        setup.decide(task, true).await;
-    }
+    let setup = Setup::recorded_calls(250).await;
     *setup.reconciler.archive.failing_page.lock().unwrap() = Some((2, Unavailable::ListFailed));
     let report = setup.run().await;
     assert!(!report.complete());
@@ -342,14 +348,7 @@ async fn a_list_that_fails_part_way_is_never_clean() {
 
 #[tokio::test]
 async fn a_429_is_waited_out_and_the_run_completes() {
-    let recordings: Vec<_> = (0..150)
-        .map(|n| recording(n, Some(n), None, RecordingStatus::Completed))
-        .collect();
-    let conferences: Vec<_> = (0..150).map(|c| (c, sid("WT", c))).collect();
-    let setup = Setup::new(recordings, &conferences, false);
-    for task in 0..150 {
-        setup.decide(task, true).await;
-    }
+    let setup = Setup::recorded_calls(150).await;
     *setup.reconciler.archive.failing_page.lock().unwrap() = Some((2, Unavailable::RateLimited));
     let report = setup.run().await;
     assert!(report.complete(), "{:?}", report.unchecked);

@@ -586,6 +586,19 @@ pub mod memory {
         pub requests: Vec<String>,
     }
 
+    impl VoiceState {
+        /// A recording's new status: done, or already gone (`404`).
+        fn set_status(&mut self, recording_sid: &str, status: RecordingStatus) -> Done {
+            match self.recordings.iter_mut().find(|r| r.sid == recording_sid) {
+                Some(recording) => {
+                    recording.status = status;
+                    Done::Now
+                }
+                None => Done::AlreadyGone,
+            }
+        }
+    }
+
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct VoiceRecording {
         pub sid: String,
@@ -706,13 +719,7 @@ pub mod memory {
             } else {
                 RecordingStatus::Stopped
             };
-            match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
-                Some(recording) => {
-                    recording.status = stopped;
-                    Ok(Done::Now)
-                }
-                None => Ok(Done::AlreadyGone),
-            }
+            Ok(state.set_status(recording_sid, stopped))
         }
 
         async fn pause(
@@ -726,13 +733,7 @@ pub mod memory {
             if state.refusing_pauses.iter().any(|sid| sid == recording_sid) {
                 return Err(VoiceError::PauseRefused);
             }
-            match state.recordings.iter_mut().find(|r| r.sid == recording_sid) {
-                Some(recording) => {
-                    recording.status = RecordingStatus::Paused;
-                    Ok(Done::Now)
-                }
-                None => Ok(Done::AlreadyGone),
-            }
+            Ok(state.set_status(recording_sid, RecordingStatus::Paused))
         }
 
         async fn delete(
