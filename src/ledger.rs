@@ -186,6 +186,11 @@ pub fn outcome_word(record: bool) -> &'static str {
     crate::rules::record_outcome(record)
 }
 
+/// `record` or `do-not-record`: a first decision in reconciliation's report (SPEC section 10).
+pub fn first_word(record: bool) -> &'static str {
+    if record { "record" } else { "do-not-record" }
+}
+
 impl fmt::Display for DecidedBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -315,7 +315,8 @@ pub trait RecordingArchive: Send + Sync + 'static {
 /// Which page of the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageRef<'a> {
-    /// The first page of the recordings created on these days (UTC, inclusive).
+    /// The first page of the recordings created on or after `from` and before `to` (UTC
+    /// days: `DateCreated>` and `DateCreated<`).
     First { from: time::Date, to: time::Date },
     /// The page a previous page named (its `next_page_uri`).
     Next(&'a str),

@@ -328,13 +328,16 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
             let row = &mut rows[index];
             row.outcome = Some(fixed.outcome);
             row.cause = fixed.cause.clone();
+            // Nothing done by this run (another run deleted it first): nothing to write, so
+            // the ledger holds one deletion per recording however many runs overlap.
+            let Some(action) = fixed.action else { continue };
             if let Some(task_sid) = &row.task_sid {
                 by_task
                     .entry((task_sid.clone(), row.conference_sid.clone()))
                     .or_default()
                     .push(RecordingAction {
                         recording_sid: row.recording_sid.clone(),
-                        action: fixed.action.to_owned(),
+                        action: action.to_owned(),
                         at: now,
                         by: ActedBy::Reconcile,
                         cause: fixed.cause,
@@ -380,14 +383,14 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
                 Some(match stop {
                     Ok(action) => Fixed {
                         outcome: Outcome::Pending,
-                        action,
+                        action: Some(action),
                         cause: Some(format!(
                             "{action} by this run; deleted once Twilio has finished it"
                         )),
                     },
                     Err(cause) => Fixed {
                         outcome: Outcome::Pending,
-                        action: "failed",
+                        action: Some("failed"),
                         cause: Some(format!("not stopped: {cause}")),
                     },
                 })
@@ -395,20 +398,27 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
             RecordingStatus::Completed | RecordingStatus::Absent | RecordingStatus::Stopped => {
                 let deleted = self.recordings.delete(account, &recording.sid).await;
                 Some(match deleted {
-                    Ok(Done::Now | Done::AlreadyGone) => Fixed {
+                    Ok(Done::Now) => Fixed {
                         outcome: Outcome::Deleted,
-                        action: "deleted",
+                        action: Some("deleted"),
                         cause: None,
+                    },
+                    // Listed, then gone before this run's delete: another run (or enforcement)
+                    // deleted it. It no longer exists; this run did nothing to it.
+                    Ok(Done::AlreadyGone) => Fixed {
+                        outcome: Outcome::Deleted,
+                        action: None,
+                        cause: Some(ALREADY_GONE.to_owned()),
                     },
                     // Just stopped: Twilio finishes it before it can go.
                     Err(cause) if recording.status == RecordingStatus::Stopped => Fixed {
                         outcome: Outcome::Pending,
-                        action: "failed",
+                        action: Some("failed"),
                         cause: Some(cause.to_string()),
                     },
                     Err(cause) => Fixed {
                         outcome: Outcome::Violation,
-                        action: "failed",
+                        action: Some("failed"),
                         cause: Some(cause.to_string()),
                     },
                 })
@@ -444,9 +454,14 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
 /// What `--fix` did to a recording.
 struct Fixed {
     outcome: Outcome,
-    action: &'static str,
+    /// The action written to the ledger; `None` when this run did nothing to it.
+    action: Option<&'static str>,
     cause: Option<String>,
 }
+
+/// The cause of a `deleted` row whose recording someone else deleted first.
+pub const ALREADY_GONE: &str =
+    "already gone when this run deleted it: another run or enforcement deleted it first";
 
 /// The outcome of a do-not-record call's recording, before any fix.
 fn unwanted(status: RecordingStatus) -> Outcome {

@@ -186,7 +186,7 @@ impl Report {
                 or_dash(&row.task_sid),
                 or_dash(&row.conference_sid),
                 or_dash(&row.call_sid),
-                row.first.map_or("-", ledger::outcome_word),
+                row.first.map_or("-", ledger::first_word),
                 or_dash(&row.rule),
                 row.cause
                     .as_ref()
@@ -224,7 +224,7 @@ impl Row {
             "conference_sid": self.conference_sid,
             "call_sid": self.call_sid,
             "task_sid": self.task_sid,
-            "first": self.first.map(ledger::outcome_word),
+            "first": self.first.map(ledger::first_word),
             "rule": self.rule,
             "outcome": self.outcome.map(Outcome::as_str),
             "cause": self.cause,

@@ -535,3 +535,26 @@ fn a_csv_cell_is_quoted_when_it_must_be() {
     assert_eq!(report::csv_cell(&json!(null)), "");
     assert_eq!(report::csv_cell(&json!(3)), "3");
 }
+
+#[test]
+fn the_archive_is_asked_from_the_first_day_to_the_day_after_the_last() {
+    let date = |text: &str| {
+        time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .expect("a date")
+    };
+    // 2026-11-30T23:00Z to 2026-12-01T00:00Z: one hour of one day.
+    let hour = Window {
+        from: DAY - 3_600,
+        to: DAY,
+    };
+    assert_eq!(hour.dates(), (date("2026-11-30"), date("2026-12-01")));
+    // Into the next day by a second: that day is asked for too.
+    let over = Window {
+        from: DAY - 3_600,
+        to: DAY + 1,
+    };
+    assert_eq!(over.dates(), (date("2026-11-30"), date("2026-12-02")));
+}

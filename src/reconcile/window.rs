@@ -76,7 +76,10 @@ impl Window {
         self.from <= at && at < self.to
     }
 
-    /// The UTC dates the archive is asked for: every day the window touches.
+    /// The UTC dates the archive is asked for: the first day the window touches, and the day
+    /// after its last. Twilio's reference reads `DateCreated<` both as "on or before that
+    /// day" and as "before that day's midnight"; asking for the day after covers the last
+    /// day under either reading, and exact times trim what is outside the window.
     pub fn dates(&self) -> (time::Date, time::Date) {
         let date = |t: i64| {
             OffsetDateTime::from_unix_timestamp(t)
@@ -84,7 +87,8 @@ impl Window {
                 .unwrap_or(time::Date::MIN)
         };
         // `to` is excluded: its last second decides the last day.
-        (date(self.from), date(self.to - 1))
+        let last = date(self.to - 1);
+        (date(self.from), last.next_day().unwrap_or(last))
     }
 }
 

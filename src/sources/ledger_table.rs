@@ -161,7 +161,15 @@ impl LedgerTable {
                 .collect();
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .projection_expression(attributes)
+                .projection_expression(attributes);
+            // Reserved words are named through placeholders, and DynamoDB refuses a
+            // placeholder the projection does not use.
+            for (placeholder, name) in [("#record", "record"), ("#rule", "rule")] {
+                if attributes.contains(placeholder) {
+                    request = request.expression_attribute_names(placeholder, name);
+                }
+            }
+            let mut request = request
                 .build()
                 .map_err(|_| LedgerError::unreadable("BatchGetItem", "key"))?;
             for attempt in 0..=UNPROCESSED_RETRIES {

@@ -4,6 +4,7 @@
 //! a raw HTTP/1.1 client, signed callbacks, fixtures), `standin` (the TaskRouter and Voice
 //! REST APIs), `moto` (SSM).
 
+mod counting;
 mod moto;
 mod standin;
 mod support;
@@ -24,6 +25,7 @@ mod matching;
 mod no_panic;
 mod publish;
 mod queue_names;
+mod reconcile;
 mod roots;
 mod rules_document;
 mod rules_history;

@@ -1,5 +1,6 @@
-//! `moto_server` (PyPI `moto[server]`, installed into .venv by `make test`) as a real SSM
-//! endpoint on 127.0.0.1, started per test and killed on drop.
+//! `moto_server` (PyPI `moto[server]`, installed into .venv by `make test`) as a real SSM and
+//! DynamoDB endpoint on 127.0.0.1, started per test and killed on drop. The ledger's table is
+//! created by `scripts/create-ledger-table.py` from `template.yaml`'s own definition.
 
 use crate::support::free_port;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -57,6 +58,30 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Creates the ledger table as the stack does (`scripts/create-ledger-table.py` reads
+    /// `template.yaml`'s `LedgerTable`).
+    pub fn create_ledger_table(&self, table: &str) {
+        let created = create_ledger_table(&self.endpoint(), table);
+        assert!(
+            created.status.success(),
+            "create-ledger-table: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+
+    /// A DynamoDB client for this emulator, as an administrator would have.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+                .endpoint_url(self.endpoint())
+                .http_client(SdkClient::new().expect("TLS settings"))
+                .build(),
+        )
+    }
+
     /// Stops the emulator: SSM becomes unreachable.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -94,6 +119,7 @@ impl Drop for Moto {
 pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL_SSM", endpoint.to_owned()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.to_owned()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
@@ -335,4 +361,28 @@ fn note_operations(chunk: &[u8], operations: &Operations) -> Vec<String> {
         .collect();
     lock(operations).extend(named.iter().cloned());
     named
+}
+
+/// Runs `scripts/create-ledger-table.py` against `endpoint`.
+pub fn create_ledger_table(endpoint: &str, table: &str) -> std::process::Output {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new(repo.join(".venv/bin/python"))
+        .arg(repo.join("scripts/create-ledger-table.py"))
+        .args(["--endpoint", endpoint, "--table", table])
+        .output()
+        .expect("the script runs (.venv, made by `make test`)")
+}
+
+/// The SDK configuration the service would load for an AWS endpoint at `endpoint` (moto, or
+/// a proxy in front of it), with test credentials: for adapters built in this process.
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "tests"),
+        ))
+        .endpoint_url(endpoint)
+        .http_client(SdkClient::new().expect("TLS settings"))
+        .build()
 }

@@ -24,10 +24,18 @@
 //! pauses refused too ([`StandIn::refuse_pauses`]), recordings `processing` once their call
 //! ends ([`StandIn::end_conference`]), and a list entry with a field `null`
 //! ([`StandIn::null_field`]).
+//!
+//! For reconciliation: the account's recordings (`GET Recordings.json`, newest first, with
+//! `DateCreated>`/`DateCreated<` date filters and paging), one conference
+//! (`GET Conferences/{CF}.json`), recordings made at a given time by a given source
+//! ([`StandIn::add_recording_at`]), a fault on the Nth request of a route
+//! ([`StandIn::fail_nth_at`]), and the most requests it was ever answering at once
+//! ([`StandIn::most_in_flight`]).
 
 // Each test crate uses a different part of this module.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,6 +106,8 @@ pub struct Recorded {
     pub answered: Option<u16>,
     /// The `ETag` the stand-in answered with, if any.
     pub answered_etag: Option<String>,
+    /// When it was read.
+    pub received: Instant,
 }
 
 impl Recorded {
@@ -163,6 +173,8 @@ impl StandIn {
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         });
         let (stop, stopped) = oneshot::channel();
         let server = {
@@ -370,13 +382,30 @@ impl StandIn {
     /// Adds a recording of the account's conference or call with this `status`
     /// (`in-progress`, `paused`, `stopped`, `processing`, `completed`, `absent`).
     pub fn add_recording(&self, account_sid: &str, of: Of, sid: &str, status: &str) {
+        self.add_recording_at(account_sid, of, sid, status, SystemTime::now(), None);
+    }
+
+    /// Adds a recording made at `created` (its `date_created`, whole seconds), by `source`
+    /// when given (`RecordVerb` for an IVR's `<Record>`, `DialVerb`, `Trunking`...; else the
+    /// API that starts a conference's or a call's recording).
+    pub fn add_recording_at(
+        &self,
+        account_sid: &str,
+        of: Of,
+        sid: &str,
+        status: &str,
+        created: SystemTime,
+        source: Option<&str>,
+    ) {
         self.shared.state().recordings.push(VoiceRecording {
             account: account_sid.to_owned(),
             sid: sid.to_owned(),
             of,
             status: status.to_owned(),
             created: Instant::now(),
-            date_created: rfc2822(SystemTime::now()),
+            created_at: created,
+            date_created: rfc2822(created),
+            source: source.map(str::to_owned),
         });
     }
 
@@ -444,6 +473,30 @@ impl StandIn {
     pub fn null_field(&self, list: &str, item: &str, field: &str) {
         let key = (list.to_owned(), item.to_owned(), field.to_owned());
         self.shared.state().nulled.push(key);
+    }
+
+    /// The `nth` request (1 for the next) from now on whose method is `method` and whose
+    /// path starts with `path_prefix` gets `fault`; those before it are served as usual.
+    pub fn fail_nth_at(&self, method: &str, path_prefix: &str, nth: usize, fault: Fault) {
+        let route = (method.to_ascii_uppercase(), path_prefix.to_owned());
+        self.shared
+            .state()
+            .nth_faults
+            .push((route, nth.saturating_sub(1), fault));
+    }
+
+    /// The most requests the stand-in was answering at once (from reading a request to
+    /// sending its answer, delays included) since it started.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The requests whose method is `method` and whose path starts with `path_prefix`.
+    pub fn requests_at(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path().starts_with(path_prefix))
+            .collect()
     }
 
     /// Every Voice API page holds at most `n` items from now on, whatever `PageSize` asks:
@@ -541,6 +594,9 @@ pub fn iso8601(time: SystemTime) -> String {
 struct Shared {
     base_url: String,
     state: Mutex<State>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -563,6 +619,8 @@ struct State {
     method_faults: HashMap<String, VecDeque<Fault>>,
     /// ((method, path prefix), fault) for the next requests on that route, in order.
     route_faults: Vec<((String, String), Fault)>,
+    /// ((method, path prefix), requests still to pass, fault): a fault further down a route.
+    nth_faults: Vec<((String, String), usize, Fault)>,
     /// The status a stop leaves a recording in, when not `stopped`.
     stopped_status: Option<String>,
     fault: Option<Fault>,
@@ -652,7 +710,11 @@ struct VoiceRecording {
     of: Of,
     status: String,
     created: Instant,
+    /// When it was made: `date_created`, and what the list's date filters compare.
+    created_at: SystemTime,
     date_created: String,
+    /// `source`, when a test set one.
+    source: Option<String>,
 }
 
 /// What another writer does to a task right after a `GET` of it.
@@ -673,6 +735,15 @@ enum Resource<'a> {
     },
     /// `/2010-04-01/Accounts/{AC}/Conferences.json`.
     Conferences {
+        account: &'a str,
+    },
+    /// `.../Conferences/{CF}.json`.
+    Conference {
+        account: &'a str,
+        conference: &'a str,
+    },
+    /// `.../Recordings.json`: every recording of the account.
+    AccountRecordings {
         account: &'a str,
     },
     /// `.../Conferences/{CF}/Participants.json`.
@@ -721,6 +792,8 @@ impl<'a> Resource<'a> {
         match self {
             Resource::TaskQueue { .. } | Resource::Task { .. } => None,
             Resource::Conferences { account }
+            | Resource::Conference { account, .. }
+            | Resource::AccountRecordings { account }
             | Resource::Participants { account, .. }
             | Resource::RecordingsOf { account, .. }
             | Resource::RecordingOf { account, .. }
@@ -737,6 +810,11 @@ impl<'a> Resource<'a> {
         };
         match rest {
             ["Conferences.json"] => Some(Resource::Conferences { account }),
+            ["Recordings.json"] => Some(Resource::AccountRecordings { account }),
+            ["Conferences", conference] => Some(Resource::Conference {
+                account,
+                conference: conference.strip_suffix(".json")?,
+            }),
             ["Conferences", conference, "Participants.json"] => Some(Resource::Participants {
                 account,
                 conference,
@@ -834,6 +912,19 @@ impl Shared {
                 Some(state.route_faults.remove(at).1)
             })
             .or_else(|| {
+                let mut due = None;
+                for (at, ((method, prefix), pass, _)) in state.nth_faults.iter_mut().enumerate() {
+                    if *method == request.method && request.path().starts_with(prefix.as_str()) {
+                        if *pass == 0 {
+                            due = Some(at);
+                            break;
+                        }
+                        *pass -= 1;
+                    }
+                }
+                due.map(|at| state.nth_faults.remove(at).2)
+            })
+            .or_else(|| {
                 state
                     .method_faults
                     .get_mut(&request.method)
@@ -894,6 +985,14 @@ impl Shared {
                 self.update_task(state, request, account, workspace, task)
             }
             (Resource::Conferences { .. }, "GET") => self.list_conferences(state, request, account),
+            (Resource::Conference { conference, .. }, "GET") => state
+                .conferences
+                .iter()
+                .find(|c| c.account == account && c.sid == conference)
+                .map_or_else(|| not_found(path), |c| Reply::json(200, conference_json(c))),
+            (Resource::AccountRecordings { .. }, "GET") => {
+                list_account_recordings(state, request, account)
+            }
             (Resource::Participants { conference, .. }, "GET") => {
                 self.list_participants(state, request, account, conference)
             }
@@ -1198,6 +1297,58 @@ impl Shared {
     }
 }
 
+/// `GET Recordings.json` of the account: newest first (then by SID), as Twilio lists them,
+/// filtered by `DateCreated` (that UTC day), `DateCreated>` (on or after that day's
+/// midnight) and `DateCreated<` (before that day's midnight: the narrower of the two readings
+/// of Twilio's reference, so a client that counts on the wider one misses a day here). A
+/// filter that is not a `YYYY-MM-DD` date is refused with `400`, as Twilio refuses it.
+fn list_account_recordings(state: &State, request: &Recorded, account: &str) -> Reply {
+    let query = query(request);
+    let mut on = None;
+    let mut after = None;
+    let mut before = None;
+    for (name, value) in &query {
+        let slot = match name.as_str() {
+            "DateCreated" => &mut on,
+            "DateCreated>" => &mut after,
+            "DateCreated<" => &mut before,
+            _ => continue,
+        };
+        if !is_date(value) {
+            return twilio_error(400, 20001, &format!("Invalid value for {name}: {value}"));
+        }
+        *slot = Some(value.as_str());
+    }
+    let mut listed: Vec<&VoiceRecording> = state
+        .recordings
+        .iter()
+        .filter(|r| r.account == account)
+        .filter(|r| {
+            let day = iso8601(r.created_at);
+            let day = &day[..10];
+            on.is_none_or(|on| day == on)
+                && after.is_none_or(|after| day >= after)
+                && before.is_none_or(|before| day < before)
+        })
+        .collect();
+    listed.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.sid.cmp(&b.sid)));
+    let items = listed
+        .into_iter()
+        .map(|r| (r.sid.clone(), recording_json(r)))
+        .collect();
+    page(state, request, "recordings", items)
+}
+
+/// `YYYY-MM-DD`.
+fn is_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(at, b)| match at {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
 /// `DELETE Recordings/{RE}.json`: `204`, or `404` when the account has no such recording.
 /// Assumption: Twilio will not delete a recording that is still being made or processed
 /// (`in-progress`, `paused`, `processing`) and answers `400` with its error 20009 ("Cannot
@@ -1376,9 +1527,10 @@ fn recording_json(recording: &VoiceRecording) -> Value {
     } else {
         recording.created.elapsed().as_secs().to_string()
     };
-    let source = match recording.of {
-        Of::Conference(_) => "StartConferenceRecordingAPI",
-        Of::Call(_) => "StartCallRecordingAPI",
+    let source = match (&recording.source, &recording.of) {
+        (Some(source), _) => source.as_str(),
+        (None, Of::Conference(_)) => "StartConferenceRecordingAPI",
+        (None, Of::Call(_)) => "StartCallRecordingAPI",
     };
     json!({
         "account_sid": recording.account,
@@ -1553,6 +1705,7 @@ async fn answer(
     shared: Arc<Shared>,
     request: Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, BoxError> {
+    let _answering = Answering::new(&shared);
     let (head, body) = request.into_parts();
     let Some(body) = read_body(body).await? else {
         return Ok(too_large());
@@ -1565,6 +1718,24 @@ async fn answer(
         }
         // Never answered: the connection stays open until the stand-in stops and closes it.
         Action::Hang => std::future::pending().await,
+    }
+}
+
+/// A request being answered, counted in [`Shared::in_flight`] until it is dropped (answered,
+/// or abandoned with its connection).
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn new(shared: &'a Shared) -> Answering<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        Answering(shared)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1609,6 +1780,7 @@ fn recorded(head: &Parts, body: Vec<u8>) -> Recorded {
         body,
         answered: None,
         answered_etag: None,
+        received: Instant::now(),
     }
 }
 

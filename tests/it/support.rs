@@ -99,7 +99,12 @@ const PRODUCT_ENV: &[&str] = &[
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "AWS_ENDPOINT_URL_SSM",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL",
+    "LEDGER_TABLE",
+    "LEDGER_RETENTION_DAYS",
+    "METRICS_NAMESPACE",
 ];
 
 /// A command for the binary with none of the product's variables inherited, plus `env`.

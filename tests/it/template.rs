@@ -752,19 +752,10 @@ fn the_dashboard_shows_every_reconciled_outcome_incomplete_sweeps_and_ledger_fai
     }
 }
 
-/// Runs `scripts/create-ledger-table.py` against `endpoint`.
-fn create_ledger_table(endpoint: &str, table: &str) -> std::process::Output {
-    Command::new(repo().join(".venv/bin/python"))
-        .arg(repo().join("scripts/create-ledger-table.py"))
-        .args(["--endpoint", endpoint, "--table", table])
-        .output()
-        .expect("the script runs (.venv, made by `make test`)")
-}
-
 #[test]
 fn the_ledger_table_script_creates_the_templates_table_in_moto() {
     let moto = Moto::start();
-    let created = create_ledger_table(&moto.endpoint(), "cr-ledger");
+    let created = moto::create_ledger_table(&moto.endpoint(), "cr-ledger");
     let said = String::from_utf8_lossy(&created.stderr);
     assert!(created.status.success(), "{said}");
     assert!(created.stdout.is_empty() && said.is_empty(), "{said}");
@@ -840,7 +831,7 @@ fn the_ledger_table_script_creates_the_templates_table_in_moto() {
     );
 
     // A second time, the table exists: one line, exit 1.
-    let again = create_ledger_table(&moto.endpoint(), "cr-ledger");
+    let again = moto::create_ledger_table(&moto.endpoint(), "cr-ledger");
     let said = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{said}");
     assert!(
