@@ -27,12 +27,22 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conditional_recording::lambda;
 use conditional_recording::metrics::DecisionRecord;
+use conditional_recording::ports::Ledger;
 use conditional_recording::rules::{FailPolicy, Rules, Task};
+use conditional_recording::service;
+use conditional_recording::service::memory::MemoryLedger;
 use conditional_recording::signature;
 use conditional_recording::sources::StaticRules;
+use conditional_recording::sources::taskrouter_api::{Annotator, QueueNames};
 use conditional_recording::sources::tokens::{AnyTokens, AuthTokens};
+use conditional_recording::sources::voice_api::VoiceApi;
 use conditional_recording::taskrouter::{self, AssignmentCallback};
-use conditional_recording::wiring::{App, Settings, Signatures};
+use conditional_recording::wiring::{App, Signatures};
+
+/// The real adapters' types, as the binary builds the service.
+type Q = QueueNames;
+type A = Annotator;
+type V = VoiceApi;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lambda_http::request::LambdaRequest;
 use serde_json::Value;
@@ -106,16 +116,23 @@ impl Callback {
 
 /// The app as Lambda mode builds it, with the example rules and a fixed token.
 fn app() -> App<StaticRules> {
+    app_with(None)
+}
+
+/// The same app with `ledger` (`LEDGER_TABLE`), which the assignment writes the call's first
+/// decision to.
+fn app_with<L: Ledger>(ledger: Option<L>) -> service::App<StaticRules, Q, A, AnyTokens, V, L> {
     let rules = Rules::from_json(RULES).expect("the example rules");
     let tokens = AuthTokens::parse(TOKEN).expect("a token");
-    App {
+    service::App {
         rules: StaticRules::new(rules, "events/rules.json"),
-        settings: Settings {
+        settings: service::Settings {
             signatures: Signatures::Enforce {
                 tokens: Arc::new(AnyTokens::Fixed(Arc::new(tokens))),
                 public_url: None,
             },
-            ..Settings::default()
+            ledger,
+            ..service::Settings::default()
         },
     }
 }
@@ -275,6 +292,37 @@ fn answer(c: &mut Criterion) {
     let (allocations, _) = counting::allocations(|| ready(app.handle(request)));
     println!("answer/handler: {allocations} allocations");
     handler(c, "answer/handler", BatchSize::PerIteration);
+
+    // With the in-memory ledger (`LEDGER_TABLE`): the call's first decision is written before
+    // the answer goes out, within the ledger's budget, which needs the runtime's timer.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _timer = runtime.enter();
+    let app = app_with(Some(MemoryLedger::default()));
+    ready(app.handle(callback.request()));
+    let request = callback.request();
+    let (allocations, response) = counting::allocations(|| ready(app.handle(request)));
+    assert_eq!(response.body().as_ref(), RECORDED.as_bytes());
+    let written = app
+        .settings
+        .ledger
+        .as_ref()
+        .map(|l| l.writes.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(
+        written,
+        Some(2),
+        "the first decision, then the same call's again"
+    );
+    println!("answer/handler_with_memory_ledger: {allocations} allocations");
+    c.bench_function("answer/handler_with_memory_ledger", |b| {
+        b.iter_batched(
+            || callback.request(),
+            |request| ready(app.handle(request)),
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 criterion_group! {

@@ -475,6 +475,10 @@ SAM_ENV = {
     }
 }
 
+# What the sweep's schedule sends (template.yaml, SweepFunction's ScheduleV2
+# Input) with the default SweepWindow: reconcile --fix over the last 48 hours.
+SWEEP_EVENT = {"reconcile": {"since": "48h", "fix": True}}
+
 # The route the template's HttpApi event declares.
 TEMPLATE_ROUTE_KEY = "POST /assignment"
 
@@ -850,6 +854,7 @@ def build_examples() -> dict[str, str]:
     files = {fname: render(make_example(fname)) for fname in EXAMPLES}
     files["rules.json"] = render(EXAMPLE_RULES)
     files["env.json"] = render(SAM_ENV)
+    files["sweep.json"] = render(SWEEP_EVENT)
     return files
 
 

@@ -99,8 +99,8 @@ const EXPECTED: &[Expected] = &[
 const ENFORCED_ONE: &str = r#"{"enforced":1,"ignored":0,"unreadable":0,"unfinished":0}"#;
 const ENFORCED_TWO: &str = r#"{"enforced":2,"ignored":0,"unreadable":0,"unfinished":0}"#;
 
-/// Files in `events/` that are not events.
-const NOT_EVENTS: &[&str] = &["env.json", "rules.json"];
+/// Files in `events/` that are not API Gateway events (`sweep.json` is the schedule's).
+const NOT_EVENTS: &[&str] = &["env.json", "rules.json", "sweep.json"];
 
 #[test]
 fn every_example_event_gets_its_answer_through_the_runtime_loop() {
@@ -916,4 +916,95 @@ fn assert_clean(logs: &Logs) {
     }
     // Every line is JSON: nothing else (such as a panic message) reached stderr.
     logs.json();
+}
+
+/// `events/sweep.json`, what the schedule sends, through the runtime loop: the function runs
+/// `reconcile --fix` over the last 48 hours against the ledger (moto's DynamoDB) and the
+/// Voice API (the stand-in), deletes the do-not-record call's recording, answers the counts,
+/// and writes the `reconcile` line with its metrics.
+#[test]
+fn the_schedules_sweep_event_reconciles_through_the_runtime_loop() {
+    use conditional_recording::ledger::{DecidedBy, FirstDecision, unix_now};
+    use conditional_recording::ports::Ledger;
+    use conditional_recording::sources::ledger_table::LedgerTable;
+
+    let account = "AC0000000000000000000000000000a5e1";
+    let sid = |prefix: &str, n: u32| format!("{prefix}{n:032x}");
+    let moto = crate::moto::Moto::start();
+    moto.create_ledger_table("cr-ledger");
+    let ledger = LedgerTable::new(&crate::moto::sdk_config(&moto.endpoint()), "cr-ledger", 400);
+    let standin = StandIn::start();
+    standin.add_credentials(account, TOKEN);
+    let made = std::time::SystemTime::now() - Duration::from_secs(3_600);
+    // Call 1 was not to be recorded, call 2 was; call 3 predates the ledger.
+    crate::moto::runtime().block_on(async {
+        for (n, record) in [(1, false), (2, true)] {
+            let first = FirstDecision {
+                task_sid: sid("WT", n),
+                record,
+                reason: "decided at assignment".into(),
+                rule: None,
+                rules_version: None,
+                decided_at: unix_now() - 3_600,
+                decided_by: DecidedBy::Assignment,
+                call_sid: Some(sid("CA", n)),
+                conference_sid: None,
+            };
+            ledger.first_decision(&first).await.expect("written");
+        }
+    });
+    for n in 1..=3 {
+        standin.add_conference(account, &sid("CF", n), &sid("WT", n), "completed");
+        standin.add_recording_at(
+            account,
+            Of::Conference(sid("CF", n)),
+            &sid("RE", n),
+            "completed",
+            made,
+            None,
+        );
+    }
+
+    let base = standin.base_url();
+    let mut env: Vec<(String, String)> = crate::moto::aws_env(&moto.endpoint())
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    env.extend([
+        ("LEDGER_TABLE".to_owned(), "cr-ledger".to_owned()),
+        ("TWILIO_ACCOUNT_SID".to_owned(), account.to_owned()),
+        ("TWILIO_API_BASE_URL".to_owned(), base.clone()),
+        ("TWILIO_VOICE_API_BASE_URL".to_owned(), base),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let mut runtime = Runtime::start_with(&env);
+    let invocation = runtime.invoke(&events_dir().join("sweep.json"));
+    assert!(invocation.succeeded, "{}", invocation.stderr);
+    let summary: Value = serde_json::from_str(&invocation.stdout).expect("the counts");
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(summary["recordings"], 3, "{summary}");
+    assert_eq!(
+        summary["outcomes"],
+        json!({"kept": 1, "deleted": 1, "violation": 0, "pending": 0, "unknown": 1, "unmanaged": 0}),
+    );
+    assert!(summary.get("rows").is_none(), "counts, not rows: {summary}");
+    assert_eq!(standin.recording_status(&sid("RE", 1)), None, "deleted");
+    for n in [2, 3] {
+        assert!(standin.recording_status(&sid("RE", n)).is_some(), "kept");
+    }
+    let logs = runtime.stop();
+    assert_clean(&logs);
+    let line = logs
+        .json()
+        .into_iter()
+        .find(|l| l["message"] == "reconcile")
+        .unwrap_or_else(|| panic!("a reconcile line:\n{}", logs.text()));
+    assert_eq!(line["fix"], true, "{line}");
+    assert_eq!(line["IncompleteSweeps"], 0, "{line}");
+    let deleted = logs
+        .json()
+        .into_iter()
+        .find(|l| l["Outcome"] == "deleted")
+        .unwrap_or_else(|| panic!("a ReconciledRecordings line:\n{}", logs.text()));
+    assert_eq!(deleted["ReconciledRecordings"], 1, "{deleted}");
 }

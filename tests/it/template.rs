@@ -840,3 +840,27 @@ fn the_ledger_table_script_creates_the_templates_table_in_moto() {
         "{said}"
     );
 }
+
+#[test]
+fn the_sweeps_schedule_sends_events_sweep_json_with_the_default_window() {
+    let template = template_json();
+    let input = &template["Resources"]["SweepFunction"]["Properties"]["Events"]["Sweep"]["Properties"]
+        ["Input"]["Fn::Sub"];
+    let window = template["Parameters"]["SweepWindow"]["Default"]
+        .as_str()
+        .expect("a default window");
+    let sent = input
+        .as_str()
+        .expect("the Input is one !Sub string")
+        .replace("${SweepWindow}", window);
+    let sent: Value = serde_json::from_str(&sent).expect("the Input is JSON");
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("events/sweep.json")).expect("events/sweep.json"),
+    )
+    .expect("JSON");
+    assert_eq!(sent, example);
+    // And it is the event the binary reads as a sweep.
+    let read =
+        conditional_recording::lambda::SweepEvent::read(&sent.to_string()).expect("a sweep event");
+    assert!(read.reconcile.fix);
+}
