@@ -29,6 +29,8 @@ use crate::sid::is_sid;
 
 /// Voice API requests in flight at most.
 pub const IN_FLIGHT: usize = 10;
+/// Ledger writes (ties of newly named conferences) in flight at most.
+pub const LEDGER_WRITES: usize = 10;
 /// Times a request refused with `429` is asked again, at most.
 pub const RETRIES: u32 = 4;
 /// The longest `Retry-After` honoured; a longer one is a failure of the run.
@@ -246,16 +248,30 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
         to_write.extend(decided);
         to_write.sort_unstable();
         to_write.dedup();
-        for sid in to_write {
-            let tie = match found.get(&sid) {
-                Some(Found::Task { task_sid, first }) => Tie::Task {
-                    task_sid: task_sid.clone(),
-                    first: first.clone(),
-                },
-                Some(Found::NoTask) => Tie::NoTask,
-                _ => continue,
-            };
-            if let Err(cause) = self.ledger.tie_conference(&sid, &tie).await {
+        let ties: Vec<(String, Tie)> = to_write
+            .into_iter()
+            .filter_map(|sid| {
+                let tie = match found.get(&sid)? {
+                    Found::Task { task_sid, first } => Tie::Task {
+                        task_sid: task_sid.clone(),
+                        first: first.clone(),
+                    },
+                    Found::NoTask => Tie::NoTask,
+                    Found::Unchecked(_) => return None,
+                };
+                Some((sid, tie))
+            })
+            .collect();
+        let written = stream::iter(ties)
+            .map(|(sid, tie)| async move {
+                let written = self.ledger.tie_conference(&sid, &tie).await;
+                (sid, written.err().map(|cause| cause.to_string()))
+            })
+            .buffer_unordered(LEDGER_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        for (sid, failed) in written {
+            if let Some(cause) = failed {
                 // The run goes on; the next one asks again.
                 tracing::warn!(sid = %sid, cause = %cause, "ledger write failed");
                 crate::metrics::ledger_failed();
