@@ -75,6 +75,11 @@ impl MemoryLedger {
             Some(Tie::Task {
                 task_sid: other, ..
             }) if other != task_sid => {}
+            // Already tied to this call with this decision: nothing to write.
+            Some(Tie::Task {
+                task_sid: other,
+                first: known,
+            }) if other == task_sid && *known == first => {}
             _ => {
                 state.ties.insert(
                     sid.to_owned(),
@@ -94,16 +99,19 @@ impl Ledger for MemoryLedger {
     async fn first_decision(&self, first: &FirstDecision) -> Result<FirstDecision, Unavailable> {
         self.write()?;
         let mut state = self.state();
-        let call = state
-            .calls
-            .entry(first.task_sid.clone())
-            .or_insert_with(|| CallAccount {
+        if !state.calls.contains_key(&first.task_sid) {
+            let call = CallAccount {
                 task_sid: first.task_sid.clone(),
                 first: None,
                 call_sid: None,
                 conference_sid: None,
                 actions: Vec::new(),
-            });
+            };
+            state.calls.insert(first.task_sid.clone(), call);
+        }
+        let Some(call) = state.calls.get_mut(&first.task_sid) else {
+            return Err(Unavailable::LedgerDown);
+        };
         let standing = call.first.get_or_insert_with(|| first.clone()).clone();
         if call.call_sid.is_none() {
             call.call_sid = first.call_sid.clone();

@@ -864,3 +864,63 @@ fn the_sweeps_schedule_sends_events_sweep_json_with_the_default_window() {
         conditional_recording::lambda::SweepEvent::read(&sent.to_string()).expect("a sweep event");
     assert!(read.reconcile.fix);
 }
+
+#[test]
+fn recording_media_may_be_deleted_in_the_named_bucket_alone_and_nowhere_without_one() {
+    let template = template_json();
+    assert_eq!(
+        template["Conditions"]["HasRecordingsBucket"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "RecordingsBucketName"}, ""]}]})
+    );
+    assert_eq!(
+        template["Parameters"]["RecordingsBucketName"]["Default"],
+        ""
+    );
+    let bucket = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${RecordingsBucketName}"});
+    let objects = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${RecordingsBucketName}/*"});
+    for function in ["DecisionFunction", "SweepFunction"] {
+        let variables = &template["Resources"][function]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            variables["RECORDINGS_BUCKETS"],
+            json!({"Ref": "RecordingsBucketName"}),
+            "{function}"
+        );
+        let granted: Vec<&Value> = statements(&template, function)
+            .into_iter()
+            .filter(|s| s.to_string().contains("s3:"))
+            .collect();
+        let grants: Vec<(Value, Value)> = granted
+            .iter()
+            .map(|s| (s["Action"].clone(), s["Resource"].clone()))
+            .collect();
+        assert_eq!(
+            grants,
+            [
+                (json!("s3:ListBucketVersions"), bucket.clone()),
+                (
+                    json!(["s3:DeleteObject", "s3:DeleteObjectVersion"]),
+                    objects.clone()
+                ),
+            ],
+            "{function}: listing versions on the bucket, deleting its objects; nothing else"
+        );
+        for statement in &granted {
+            assert_eq!(statement["Effect"], "Allow");
+            assert!(statement.get("Condition").is_none());
+        }
+    }
+    // Each grant exists only with a bucket named: an empty parameter grants nothing.
+    let policy = &template["Resources"]["FunctionPolicy"]["Properties"]["PolicyDocument"];
+    let conditional: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|s| s.to_string().contains("s3:"))
+        .collect();
+    assert_eq!(conditional.len(), 2);
+    for statement in conditional {
+        let branches = statement["Fn::If"].as_array().expect("under a condition");
+        assert_eq!(branches[0], "HasRecordingsBucket");
+        assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}));
+    }
+}
