@@ -1,8 +1,9 @@
 //! Recording media in the customer's bucket (SPEC section 11), against moto's S3: every
 //! version and delete marker of exactly the recording's key is removed, in a versioned bucket
 //! or not, read from a `media_url` as Twilio writes it; neighbours that share the key's prefix
-//! stay; an absent object is no error; a deletion S3 refuses (Object Lock) is refused with
-//! S3's reason and leaves the object; versions listed over several pages are all found.
+//! stay; an absent object is no error; a deletion S3 refuses (Object Lock, a bucket policy)
+//! is refused with S3's reason and leaves the object; versions over several pages are all
+//! found.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
@@ -253,6 +254,28 @@ fn a_deletion_s3_refuses_is_refused_with_its_reason_and_the_object_stays() {
         assert_eq!(operation, "DeleteObject");
         assert!(reason.starts_with("AccessDenied"), "{reason}");
         assert_eq!(versions(&s3, "media-locked", KEY).await, 1);
+
+        // A bucket policy that denies deletion.
+        create_bucket(&s3, "media-guarded").await;
+        put(&s3, "media-guarded", KEY).await;
+        let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Principal": "*", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Resource": "arn:aws:s3:::media-guarded/*"}]}"#;
+        s3.put_bucket_policy()
+            .bucket("media-guarded")
+            .policy(deny)
+            .send()
+            .await
+            .expect("PutBucketPolicy");
+        let refused = media.remove(&object("media-guarded", KEY)).await;
+        // moto answers a bare 403 where S3 would say AccessDenied: what reached the
+        // service is all the reason there is.
+        let Err(MediaError::Refused { operation, reason }) = refused else {
+            panic!("refused: {refused:?}");
+        };
+        assert_eq!(operation, "DeleteObject");
+        assert!(reason.contains("403"), "{reason}");
+        assert_eq!(versions(&s3, "media-guarded", KEY).await, 1);
 
         // A bucket that does not exist is a refusal too, with S3's code.
         let refused = media.remove(&object("media-gone", KEY)).await;
