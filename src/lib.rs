@@ -9,6 +9,7 @@ pub mod handler;
 pub mod lambda;
 pub mod ledger;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod ports;
 pub mod proof;

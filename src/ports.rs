@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::ledger::{CallAccount, FirstDecision, RecordingAction, Tie, Verdict};
+use crate::media::S3Object;
 use crate::rules::Rules;
 
 /// A rules document in force, with where it came from.
@@ -399,6 +400,54 @@ impl RecordingStatus {
 pub enum Done {
     Now,
     AlreadyGone,
+}
+
+/// Recording media in the customer's own bucket (SPEC section 11): every copy of one object,
+/// removed so that no version of the audio remains.
+pub trait MediaStore: Send + Sync + 'static {
+    /// Removes every version and delete marker of exactly this key, never one of another key
+    /// that shares its prefix. An object that is not there is no error: `versions` is then 0.
+    fn remove(&self, object: &S3Object)
+    -> impl Future<Output = Result<Removed, MediaError>> + Send;
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// Versions and delete markers removed: 0 when the key had none, 1 for an object in an
+    /// unversioned bucket.
+    pub versions: usize,
+}
+
+/// Why media was not removed, in one line that is safe to log: the operation and S3's code
+/// and message, never a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// S3 will not do it, however often it is asked: Object Lock, a bucket policy, a
+    /// permission the service lacks, a bucket that does not exist. `reason` is S3's.
+    #[error("S3 refused {operation}: {reason}")]
+    Refused {
+        operation: &'static str,
+        reason: String,
+    },
+    /// No answer, or one that says to ask again later (a `5xx`, throttling): a later
+    /// attempt may do better.
+    #[error("S3 {operation}: {cause}")]
+    Unavailable {
+        operation: &'static str,
+        cause: String,
+    },
+}
+
+/// No media in S3 (`RECORDINGS_BUCKETS` unset): a type with no value, so a service built
+/// without one can never call it.
+#[derive(Debug)]
+pub enum NoMedia {}
+
+impl MediaStore for NoMedia {
+    async fn remove(&self, _: &S3Object) -> Result<Removed, MediaError> {
+        match *self {}
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::{refusal_log, signature};
 
 mod events;
 mod memory_ledger;
+mod memory_media;
 pub use events::{Delivery, EventsInbound, Settled};
 
 /// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
@@ -548,6 +549,7 @@ fn without_secrets(url: &str) -> String {
 /// In-memory adapters of the ports, for tests and dry runs.
 pub mod memory {
     pub use super::memory_ledger::{Archive, MemoryLedger, Unavailable};
+    pub use super::memory_media::MemoryMedia;
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, PoisonError};
 

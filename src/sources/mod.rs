@@ -4,6 +4,7 @@ pub mod cache;
 mod chain;
 pub mod https;
 pub mod ledger_table;
+pub mod media_store;
 pub mod publishing;
 pub mod ssm;
 pub mod taskrouter_api;

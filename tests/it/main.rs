@@ -22,6 +22,7 @@ mod lambda_runtime;
 mod ledger_core;
 mod log_lines;
 mod matching;
+mod media_store;
 mod no_panic;
 mod publish;
 mod queue_names;

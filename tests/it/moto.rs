@@ -82,6 +82,21 @@ impl Moto {
         )
     }
 
+    /// An S3 client for this emulator, as an administrator would have: by path, since
+    /// 127.0.0.1 has no bucket subdomains.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+                .endpoint_url(self.endpoint())
+                .force_path_style(true)
+                .http_client(SdkClient::new().expect("TLS settings"))
+                .build(),
+        )
+    }
+
     /// Stops the emulator: SSM becomes unreachable.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
