@@ -70,6 +70,9 @@ pub struct Config {
     pub ledger_table: Option<String>,
     /// `LEDGER_RETENTION_DAYS`: how long a ledger entry is kept.
     pub ledger_retention_days: u32,
+    /// `RECORDINGS_BUCKETS`: the S3 buckets recording media may be deleted from (Twilio's
+    /// external storage); empty: none.
+    pub recordings_buckets: Vec<String>,
 }
 
 /// How a decision reaches TaskRouter.
@@ -121,6 +124,8 @@ pub enum ConfigError {
     LedgerTable,
     #[error("LEDGER_RETENTION_DAYS must be a whole number of days from 1 to 3650")]
     LedgerRetention,
+    #[error("RECORDINGS_BUCKETS: {0}")]
+    RecordingsBuckets(crate::media::BucketsError),
     #[error(
         "TWILIO_API_KEY (an API key SID: SK followed by 32 lowercase hex digits) and TWILIO_API_SECRET go together"
     )]
@@ -234,6 +239,12 @@ impl Config {
             },
             None => DEFAULT_LEDGER_RETENTION_DAYS,
         };
+        let recordings_buckets = match set("RECORDINGS_BUCKETS")? {
+            Some(text) => {
+                crate::media::parse_buckets(&text).map_err(ConfigError::RecordingsBuckets)?
+            }
+            None => Vec::new(),
+        };
         Ok(Config {
             rules,
             ttl,
@@ -251,6 +262,7 @@ impl Config {
             metrics_namespace,
             ledger_table,
             ledger_retention_days,
+            recordings_buckets,
         })
     }
 
@@ -326,6 +338,19 @@ mod tests {
         assert_eq!(c.tokens, TokenLocation::Unset);
         assert!(c.enforce_signatures);
         assert_eq!((c.account_sid, c.public_url), (None, None));
+    }
+
+    #[test]
+    fn recordings_buckets() {
+        assert!(config(&[]).unwrap().recordings_buckets.is_empty());
+        let c = config(&[("RECORDINGS_BUCKETS", "acme-recordings, acme.backup,")]).unwrap();
+        assert_eq!(c.recordings_buckets, ["acme-recordings", "acme.backup"]);
+        let bad = config(&[("RECORDINGS_BUCKETS", "acme-recordings,Acme_Media")]);
+        let message = bad.expect_err("refused").to_string();
+        assert!(
+            message.starts_with("RECORDINGS_BUCKETS: \"Acme_Media\" is not an S3 bucket name"),
+            "{message}"
+        );
     }
 
     #[test]

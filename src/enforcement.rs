@@ -27,6 +27,7 @@ use crate::ports::{
     Recordings, TaskAnnotations, VoiceFailure,
 };
 use crate::rules::{self, Arrival, Decision, FailPolicy, Reason};
+use crate::service::media::{Cleared, Media};
 use crate::taskrouter::{self, stamped_record};
 
 /// A delivery's work must be done by then, from its arrival: Lambda freezes after the
@@ -36,6 +37,11 @@ pub const ENFORCEMENT_BUDGET: Duration = Duration::from_secs(4);
 /// The cause of a recording Twilio will not delete yet: the delivery is unfinished, so a
 /// later one (Event Streams' redelivery, or the task's next event) deletes it.
 pub const STILL_PROCESSING: &str = "recording still processing; deleted by a later delivery";
+
+/// Why a finished recording whose audio is in the customer's bucket is kept: Twilio has not
+/// written the object yet, and the recording is its pointer.
+pub const MEDIA_NOT_YET: &str = "its media is not in the bucket yet; the recording is kept as \
+     the pointer and deleted with it by a later delivery or the sweep";
 
 /// What becomes of a paused recording of a call whose recordings must go: the delivery is
 /// unfinished, so a later one (Event Streams' redelivery, the task's next event) deletes it.
@@ -53,6 +59,9 @@ pub enum ActionKind {
     /// when it did. Counts as the stop.
     Paused,
     Deleted,
+    /// The recording's audio in the customer's bucket: every version of its object removed,
+    /// before the recording itself.
+    MediaDeleted,
     /// The call has no recording to act on.
     NoneFound,
     Failed,
@@ -64,6 +73,7 @@ impl ActionKind {
             ActionKind::Stopped => "stopped",
             ActionKind::Paused => "paused",
             ActionKind::Deleted => "deleted",
+            ActionKind::MediaDeleted => "media_deleted",
             ActionKind::NoneFound => "none_found",
             ActionKind::Failed => "failed",
         }
@@ -79,6 +89,16 @@ pub struct Action {
     /// Why it failed, or why a recording was paused rather than stopped: the API's answer,
     /// never a token or caller data.
     pub cause: Option<String>,
+    /// For `media_deleted`: the object and how many versions went.
+    pub media: Option<MediaDeleted>,
+}
+
+/// Recording media removed from the customer's bucket: never the URL, never its query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDeleted {
+    pub bucket: String,
+    pub key: String,
+    pub versions: usize,
 }
 
 /// What enforcement made of one event.
@@ -102,10 +122,12 @@ pub enum Enforced {
     NoFirstDecision { now: Decision, cause: String },
 }
 
-/// Enforcement's ports: task annotations (the first decision's stamp) and recordings.
+/// Enforcement's ports: task annotations (the first decision's stamp) and recordings, and
+/// the recordings' media in the customer's bucket.
 pub struct Enforcer<A, R> {
     pub annotations: A,
     pub recordings: R,
+    pub media: Media,
 }
 
 impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
@@ -265,6 +287,38 @@ impl<A: TaskAnnotations, R: Recordings> Enforcer<A, R> {
                 // A status the Voice API does not document: not ours to touch.
                 RecordingStatus::Other => {}
                 _ => {
+                    // The audio in the customer's bucket goes first: the recording is its
+                    // pointer, kept until no copy remains.
+                    let age = recording.date_created.map(|at| ledger::unix_now() - at);
+                    let clear = self.media.clear(recording.media_url.as_deref(), age);
+                    let cleared = match within(deadline, async { Ok::<_, ()>(clear.await) }).await {
+                        Ok(cleared) => cleared,
+                        Err(_) => {
+                            let cause = "the delivery's time ran out clearing the media".into();
+                            work.failed(conference, Some(&recording.sid), cause);
+                            continue;
+                        }
+                    };
+                    match &cleared {
+                        Cleared::Removed { object, versions } => work.media_deleted(
+                            conference.clone(),
+                            &recording.sid,
+                            MediaDeleted {
+                                bucket: object.bucket.clone(),
+                                key: object.key.clone(),
+                                versions: *versions,
+                            },
+                        ),
+                        Cleared::Absent { gone: false, .. } => {
+                            work.failed(conference, Some(&recording.sid), MEDIA_NOT_YET.into());
+                            continue;
+                        }
+                        Cleared::Failed { cause, .. } => {
+                            work.failed(conference, Some(&recording.sid), cause.clone());
+                            continue;
+                        }
+                        Cleared::Twilio | Cleared::Absent { gone: true, .. } => {}
+                    }
                     let delete = self.recordings.delete(&found.account, &recording.sid);
                     match within(deadline, delete).await {
                         Ok(Done::Now | Done::AlreadyGone) => {
@@ -515,6 +569,17 @@ impl Work {
             conference_sid: conference,
             recording_sid: Some(recording.to_owned()),
             cause: None,
+            media: None,
+        });
+    }
+
+    fn media_deleted(&mut self, conference: Option<String>, recording: &str, media: MediaDeleted) {
+        self.actions.push(Action {
+            kind: ActionKind::MediaDeleted,
+            conference_sid: conference,
+            recording_sid: Some(recording.to_owned()),
+            cause: None,
+            media: Some(media),
         });
     }
 
@@ -525,6 +590,7 @@ impl Work {
             conference_sid: conference,
             recording_sid: Some(recording.to_owned()),
             cause: Some(cause),
+            media: None,
         });
     }
 
@@ -534,6 +600,7 @@ impl Work {
             conference_sid: conference,
             recording_sid: None,
             cause: None,
+            media: None,
         });
     }
 
@@ -544,6 +611,7 @@ impl Work {
             conference_sid: conference,
             recording_sid: recording.map(str::to_owned),
             cause: Some(cause),
+            media: None,
         });
     }
 }
@@ -769,6 +837,7 @@ mod tests {
         Enforcer {
             annotations: tasks,
             recordings: voice,
+            media: Media::none(),
         }
     }
 
@@ -1209,6 +1278,7 @@ mod tests {
         let enforcer = Enforcer {
             annotations: Tasks::default(),
             recordings: voice(),
+            media: Media::none(),
         };
         let enforced = run(&enforcer, &event(PAYMENTS, inbound())).await;
         let Enforced::Call {
@@ -1234,6 +1304,7 @@ mod tests {
         let enforcer = Enforcer {
             annotations: Tasks::default(),
             recordings: voice(),
+            media: Media::none(),
         };
         let enforced = run(&enforcer, &event(SALES, inbound())).await;
         assert!(
@@ -1264,6 +1335,7 @@ mod tests {
         let enforcer = Enforcer {
             annotations: Unreachable,
             recordings: voice(),
+            media: Media::none(),
         };
         let deadline = Instant::now() + ENFORCEMENT_BUDGET;
         let enforced = enforcer

@@ -142,7 +142,14 @@ pub const DIMENSIONS: &[Dimension] = &[
     },
     Dimension {
         name: "Action",
-        values: &["stopped", "paused", "deleted", "none_found", "failed"],
+        values: &[
+            "stopped",
+            "paused",
+            "media_deleted",
+            "deleted",
+            "none_found",
+            "failed",
+        ],
     },
     Dimension {
         name: "Document",
@@ -290,7 +297,7 @@ pub struct EnforcementRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_sid: Option<&'a str>,
     pub event_type: &'a str,
-    /// `stopped`, `paused`, `deleted`, `none_found` or `failed`.
+    /// `stopped`, `paused`, `media_deleted`, `deleted`, `none_found` or `failed`.
     pub action: &'a str,
     pub first: &'a str,
     pub now: &'a str,
@@ -298,6 +305,14 @@ pub struct EnforcementRecord<'a> {
     pub rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'a str>,
+    /// For `media_deleted`: the bucket, the key and how many versions and delete markers
+    /// went (never the URL or its query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<usize>,
     pub elapsed_ms: u64,
     /// The Lambda request ID, as Lambda names it (`requestId`).
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
@@ -601,6 +616,9 @@ mod tests {
             now: "do-not-record",
             rule: Some("exclude_queues[0]".into()),
             cause: Some("Voice API answered 500 on stop"),
+            bucket: None,
+            key: None,
+            versions: None,
             elapsed_ms: 12,
             request_id: None,
         });
@@ -619,6 +637,37 @@ mod tests {
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Action"]])
         );
+    }
+
+    #[test]
+    fn a_media_deleted_line_names_the_object_and_its_versions() {
+        let buffer = crate::logging::Captured::default();
+        crate::logging::capture_on_this_thread(std::sync::Arc::clone(&buffer));
+        enforcement(&EnforcementRecord {
+            task_sid: "WT11111111111111111111111111111111",
+            reservation_sid: None,
+            conference_sid: Some("CF11111111111111111111111111111111"),
+            recording_sid: Some("RE11111111111111111111111111111111"),
+            event_type: "task.completed",
+            action: "media_deleted",
+            first: "do-not-record",
+            now: "do-not-record",
+            rule: None,
+            cause: None,
+            bucket: Some("acme-recordings"),
+            key: Some("AC1/RE11111111111111111111111111111111.wav"),
+            versions: Some(3),
+            elapsed_ms: 40,
+            request_id: None,
+        });
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_emf(&line);
+        assert_eq!(line["Action"], "media_deleted");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["bucket"], "acme-recordings");
+        assert_eq!(line["key"], "AC1/RE11111111111111111111111111111111.wav");
+        assert_eq!(line["versions"], 3);
     }
 
     #[test]

@@ -365,6 +365,10 @@ pub struct Recording {
     /// `RE...`.
     pub sid: String,
     pub status: RecordingStatus,
+    /// Where its audio is (`media_url`): Twilio's host, or the customer's bucket.
+    pub media_url: Option<String>,
+    /// When it was made (`date_created`), Unix seconds, when the list said.
+    pub date_created: Option<i64>,
 }
 
 /// A recording's `status`.

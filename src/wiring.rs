@@ -7,10 +7,12 @@ use crate::config::AnswerMode;
 use crate::config::{Config, RulesLocation, TokenLocation};
 use crate::reconcile::Reconciler;
 use crate::rules::{self, Rules};
+use crate::service::media::Media;
 use crate::service::{self, RulesSource};
 use crate::sources::cache::{Cached, FETCH_DEADLINE, FetchError, Fetched, SystemClock};
 use crate::sources::https::RootsError;
 use crate::sources::ledger_table::LedgerTable;
+use crate::sources::media_store::S3Media;
 use crate::sources::taskrouter_api::{Annotator, Credentials, QueueNames, TaskRouterApi};
 use crate::sources::tokens::{AnyTokens, AuthTokens, NoToken};
 use crate::sources::voice_api::VoiceApi;
@@ -157,6 +159,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
     let api = credentials()
         .map(|credentials| TaskRouterApi::new(&config.api_base_url, credentials).map(Arc::new))
         .transpose()?;
+    let media = media(config, &mut aws).await?;
     let enforcement = match (config.enforcement, credentials(), &api) {
         (false, _, _) => None,
         (true, Some(credentials), Some(api)) => {
@@ -164,6 +167,7 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
             Some(service::Enforcer {
                 annotations: Annotator::new(Arc::clone(api)),
                 recordings: VoiceApi::new(Arc::new(voice)),
+                media,
             })
         }
         (true, _, _) if face == Face::Lambda => {
@@ -330,7 +334,23 @@ pub async fn sweeper(config: &Config, fix: bool) -> Result<Sweeper, ProofError> 
         recordings,
         account_sid,
         fix,
+        media: media(config, &mut aws).await?,
     })
+}
+
+/// Recording media in the buckets `RECORDINGS_BUCKETS` names, through S3; none named, no S3
+/// client at all.
+async fn media(
+    config: &Config,
+    aws: &mut Option<aws_config::SdkConfig>,
+) -> Result<Media, ClientError> {
+    if config.recordings_buckets.is_empty() {
+        return Ok(Media::none());
+    }
+    Ok(Media::new(
+        S3Media::new(sdk_config(aws).await?),
+        config.recordings_buckets.clone(),
+    ))
 }
 
 /// The AWS SDK's configuration, loaded once, when first needed.

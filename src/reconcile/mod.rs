@@ -25,6 +25,7 @@ use crate::ports::{
     ArchivedRecording, Done, Failure, Ledger, PageRef, Recorded, RecordingArchive, RecordingStatus,
     Recordings, VoiceFailure,
 };
+use crate::service::media::{Cleared, Media};
 use crate::sid::is_sid;
 
 /// Voice API requests in flight at most.
@@ -44,6 +45,8 @@ pub struct Reconciler<V, L, R> {
     pub account_sid: String,
     /// `--fix`: violations are deleted, in-progress recordings of do-not-record calls stopped.
     pub fix: bool,
+    /// Recording media in the customer's bucket, removed before a recording is deleted.
+    pub media: Media,
 }
 
 /// How a recording is tied to a call, as far as this run found out.
@@ -87,7 +90,8 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
                 rule: None,
                 outcome: None,
                 cause: None,
-                media: None,
+                // Audio outside Twilio stays where it is unless this run removes it.
+                media: Media::held_outside_twilio(recording.media_url.as_deref()).then_some("kept"),
             };
             match tie {
                 Found::Unchecked(cause) => row.cause = Some(cause),
@@ -344,6 +348,21 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
             let row = &mut rows[index];
             row.outcome = Some(fixed.outcome);
             row.cause = fixed.cause.clone();
+            if let Some(media) = fixed.media {
+                row.media = media;
+            }
+            if let (Some(task_sid), true) = (&row.task_sid, fixed.media_deleted) {
+                by_task
+                    .entry((task_sid.clone(), row.conference_sid.clone()))
+                    .or_default()
+                    .push(RecordingAction {
+                        recording_sid: row.recording_sid.clone(),
+                        action: "media_deleted".to_owned(),
+                        at: now,
+                        by: ActedBy::Reconcile,
+                        cause: None,
+                    });
+            }
             // Nothing done by this run (another run deleted it first): nothing to write, so
             // the ledger holds one deletion per recording however many runs overlap.
             let Some(action) = fixed.action else { continue };
@@ -397,46 +416,67 @@ impl<V: RecordingArchive, L: Ledger, R: Recordings> Reconciler<V, L, R> {
                     Ok(_) => Ok("stopped"),
                 };
                 Some(match stop {
-                    Ok(action) => Fixed {
-                        outcome: Outcome::Pending,
-                        action: Some(action),
-                        cause: Some(format!(
+                    Ok(action) => Fixed::new(
+                        Outcome::Pending,
+                        Some(action),
+                        Some(format!(
                             "{action} by this run; deleted once Twilio has finished it"
                         )),
-                    },
-                    Err(cause) => Fixed {
-                        outcome: Outcome::Pending,
-                        action: Some("failed"),
-                        cause: Some(format!("not stopped: {cause}")),
-                    },
+                    ),
+                    Err(cause) => Fixed::new(
+                        Outcome::Pending,
+                        Some("failed"),
+                        Some(format!("not stopped: {cause}")),
+                    ),
                 })
             }
             RecordingStatus::Completed | RecordingStatus::Absent | RecordingStatus::Stopped => {
+                // The audio in the customer's bucket goes first: the recording is its pointer,
+                // kept until no copy remains. A recording Twilio marks `absent` has no audio
+                // to wait for.
+                let age = match recording.status {
+                    RecordingStatus::Absent => Some(i64::MAX),
+                    _ => Some(ledger::unix_now().saturating_sub(recording.date_created)),
+                };
+                let cleared = self.media.clear(recording.media_url.as_deref(), age).await;
+                let media = cleared.word();
+                let kept = |outcome: Outcome, cause: String| Fixed {
+                    media: Some(media),
+                    ..Fixed::new(outcome, Some("failed"), Some(cause))
+                };
+                match &cleared {
+                    Cleared::Absent { gone: false, .. } => {
+                        return Some(Fixed {
+                            media: Some(media),
+                            ..Fixed::new(Outcome::Pending, None, Some(MEDIA_NOT_YET.into()))
+                        });
+                    }
+                    Cleared::Failed { cause, .. } => {
+                        return Some(kept(Outcome::Violation, cause.clone()));
+                    }
+                    Cleared::Twilio | Cleared::Removed { .. } | Cleared::Absent { .. } => {}
+                }
+                let media_deleted = matches!(cleared, Cleared::Removed { .. });
                 let deleted = self.recordings.delete(account, &recording.sid).await;
-                Some(match deleted {
-                    Ok(Done::Now) => Fixed {
-                        outcome: Outcome::Deleted,
-                        action: Some("deleted"),
-                        cause: None,
-                    },
+                let fixed = match deleted {
+                    Ok(Done::Now) => Fixed::new(Outcome::Deleted, Some("deleted"), None),
                     // Listed, then gone before this run's delete: another run (or enforcement)
                     // deleted it. It no longer exists; this run did nothing to it.
-                    Ok(Done::AlreadyGone) => Fixed {
-                        outcome: Outcome::Deleted,
-                        action: None,
-                        cause: Some(ALREADY_GONE.to_owned()),
-                    },
+                    Ok(Done::AlreadyGone) => {
+                        Fixed::new(Outcome::Deleted, None, Some(ALREADY_GONE.to_owned()))
+                    }
                     // Just stopped: Twilio finishes it before it can go.
-                    Err(cause) if recording.status == RecordingStatus::Stopped => Fixed {
-                        outcome: Outcome::Pending,
-                        action: Some("failed"),
-                        cause: Some(cause.to_string()),
-                    },
-                    Err(cause) => Fixed {
-                        outcome: Outcome::Violation,
-                        action: Some("failed"),
-                        cause: Some(cause.to_string()),
-                    },
+                    Err(cause) if recording.status == RecordingStatus::Stopped => {
+                        Fixed::new(Outcome::Pending, Some("failed"), Some(cause.to_string()))
+                    }
+                    Err(cause) => {
+                        Fixed::new(Outcome::Violation, Some("failed"), Some(cause.to_string()))
+                    }
+                };
+                Some(Fixed {
+                    media: Some(media),
+                    media_deleted,
+                    ..fixed
                 })
             }
             RecordingStatus::Processing | RecordingStatus::Other => None,
@@ -473,7 +513,28 @@ struct Fixed {
     /// The action written to the ledger; `None` when this run did nothing to it.
     action: Option<&'static str>,
     cause: Option<String>,
+    /// The `media` column, when this run looked at the media.
+    media: Option<Option<&'static str>>,
+    /// The media's versions were removed by this run (a `media_deleted` action).
+    media_deleted: bool,
 }
+
+impl Fixed {
+    fn new(outcome: Outcome, action: Option<&'static str>, cause: Option<String>) -> Fixed {
+        Fixed {
+            outcome,
+            action,
+            cause,
+            media: None,
+            media_deleted: false,
+        }
+    }
+}
+
+/// Why a finished recording of a do-not-record call is `pending`: its audio is not in the
+/// customer's bucket yet, and the recording is its pointer.
+pub const MEDIA_NOT_YET: &str = "its media is not in the bucket yet: kept as the pointer, and \
+     deleted with it by a later run (or counted gone 24 hours after it was made)";
 
 /// The cause of a `deleted` row whose recording someone else deleted first.
 pub const ALREADY_GONE: &str =

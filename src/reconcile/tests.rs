@@ -106,6 +106,7 @@ impl Setup {
                 recordings: voice,
                 account_sid: ACCOUNT.to_owned(),
                 fix,
+                media: crate::service::media::Media::none(),
             },
         }
     }

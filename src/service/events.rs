@@ -216,7 +216,8 @@ fn record(
                 now: &crate::rules::Decision,
                 conference: Option<&str>,
                 recording: Option<&str>,
-                cause: Option<&str>| {
+                cause: Option<&str>,
+                media: Option<&crate::enforcement::MediaDeleted>| {
         metrics::enforcement(&EnforcementRecord {
             task_sid: &event.task_sid,
             reservation_sid: event.reservation_sid.as_deref(),
@@ -228,6 +229,9 @@ fn record(
             now: now.outcome(),
             rule: now.reason().rule().map(|r| r.to_string()),
             cause,
+            bucket: media.map(|m| m.bucket.as_str()),
+            key: media.map(|m| m.key.as_str()),
+            versions: media.map(|m| m.versions),
             elapsed_ms: started.elapsed().as_millis() as u64,
             request_id,
         });
@@ -235,7 +239,7 @@ fn record(
     match enforced {
         Enforced::NotACall => Outcome::NotACall,
         Enforced::NoFirstDecision { now, cause } => {
-            line("failed", "unknown", now, None, None, Some(cause));
+            line("failed", "unknown", now, None, None, Some(cause), None);
             Outcome::Unfinished
         }
         Enforced::Call {
@@ -255,6 +259,7 @@ fn record(
                     action.conference_sid.as_deref(),
                     action.recording_sid.as_deref(),
                     action.cause.as_deref().or(unstamped),
+                    action.media.as_ref(),
                 );
             }
             if *complete {

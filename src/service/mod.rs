@@ -24,9 +24,9 @@ use crate::taskrouter::{self, Answer, AssignmentCallback, CallbackError, NoInstr
 use crate::{refusal_log, signature};
 
 mod events;
+pub mod media;
 mod memory_ledger;
 mod memory_media;
-pub mod media;
 pub use events::{Delivery, EventsInbound, Settled};
 
 /// Everything before the answer (token and rules refreshes, the queue-name lookup) must be
@@ -709,6 +709,8 @@ pub mod memory {
                 .map(|r| Recording {
                     sid: r.sid.clone(),
                     status: r.status,
+                    media_url: None,
+                    date_created: None,
                 })
                 .collect())
         }

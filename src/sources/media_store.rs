@@ -12,6 +12,9 @@ use aws_smithy_runtime_api::http::Response;
 use crate::media::S3Object;
 use crate::ports::{MediaError, MediaStore, Removed};
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 /// Versions asked for per `ListObjectVersions` page: S3's most.
 pub const LIST_PAGE: i32 = 1000;
 /// Rounds of listing and deleting before a key that still lists versions is given up on.
@@ -30,10 +33,17 @@ pub struct S3Media {
 
 impl S3Media {
     pub fn new(config: &aws_config::SdkConfig) -> S3Media {
-        let mut s3 = aws_sdk_s3::config::Builder::from(config);
+        // S3's answers to a list of versions and to deletes under Object Lock take longer
+        // than SSM's and DynamoDB's: its own timeouts, still well inside a delivery's budget.
+        let mut s3 = aws_sdk_s3::config::Builder::from(config).timeout_config(
+            super::ssm::timeouts(CONNECT_TIMEOUT, ATTEMPT_TIMEOUT, OPERATION_TIMEOUT),
+        );
         // An S3 on a local endpoint (moto on 127.0.0.1) has no bucket subdomains: it is
-        // addressed by path. AWS's own is addressed by host, as S3 prefers.
-        if config.endpoint_url().is_some() {
+        // addressed by path. AWS's own is addressed by host, as S3 prefers. The SDK reads
+        // `AWS_ENDPOINT_URL_S3` itself, so the shared configuration does not show it.
+        let local = config.endpoint_url().is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
+        if local {
             s3 = s3.force_path_style(true);
         }
         S3Media {

@@ -71,6 +71,7 @@ pub async fn sdk_config() -> Result<aws_config::SdkConfig, ClientError> {
     for name in [
         "AWS_ENDPOINT_URL_SSM",
         "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_S3",
         "AWS_ENDPOINT_URL",
     ] {
         if std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty()) {

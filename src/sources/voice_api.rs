@@ -325,6 +325,8 @@ impl Recordings for VoiceApi {
             .map(|r| Recording {
                 status: RecordingStatus::parse(&r.status),
                 sid: r.sid,
+                media_url: r.media_url,
+                date_created: r.date_created,
             })
             .collect())
     }
@@ -513,15 +515,25 @@ impl Listed for Participant {
 struct ListedRecording {
     sid: String,
     status: String,
+    media_url: Option<String>,
+    date_created: Option<i64>,
 }
 
 impl Listed for ListedRecording {
     const KEY: &'static str = "recordings";
 
     fn read(entry: &Value) -> Result<ListedRecording, Skip> {
+        let text = |field: &str| entry.get(field).and_then(Value::as_str);
         Ok(ListedRecording {
             sid: sid_field(entry, "sid", "RE")?,
             status: text_field(entry, "status")?,
+            // Neither is needed to stop or delete: a missing one spoils nothing.
+            media_url: text("media_url").map(str::to_owned),
+            date_created: text("date_created").and_then(|d| {
+                time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc2822)
+                    .ok()
+                    .map(time::OffsetDateTime::unix_timestamp)
+            }),
         })
     }
 }

@@ -62,6 +62,7 @@ fn app(callback: &Callback, off: bool, account: Option<&str>) -> MemoryApp {
             enforcement: (!off).then_some(Enforcer {
                 annotations: tasks,
                 recordings,
+                media: conditional_recording::service::media::Media::none(),
             }),
             ..Settings::default()
         },

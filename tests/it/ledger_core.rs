@@ -65,6 +65,7 @@ fn service<L: Ledger>(ledger: L, mode: Mode<Tasks>, tasks: Tasks) -> Service<L> 
             enforcement: Some(Enforcer {
                 annotations: tasks,
                 recordings: voice(),
+                media: conditional_recording::service::media::Media::none(),
             }),
             ledger: Some(ledger),
             ..Settings::default()

@@ -29,12 +29,12 @@ fn object(bucket: &str, key: &str) -> S3Object {
     }
 }
 
-async fn create_bucket(s3: &Client, bucket: &str) {
+pub async fn create_bucket(s3: &Client, bucket: &str) {
     let created = s3.create_bucket().bucket(bucket).send().await;
     created.unwrap_or_else(|e| panic!("CreateBucket {bucket}: {e:?}"));
 }
 
-async fn create_versioned_bucket(s3: &Client, bucket: &str) {
+pub async fn create_versioned_bucket(s3: &Client, bucket: &str) {
     create_bucket(s3, bucket).await;
     let enabled = VersioningConfiguration::builder()
         .status(BucketVersioningStatus::Enabled)
@@ -47,7 +47,7 @@ async fn create_versioned_bucket(s3: &Client, bucket: &str) {
         .unwrap_or_else(|e| panic!("PutBucketVersioning {bucket}: {e:?}"));
 }
 
-async fn put(s3: &Client, bucket: &str, key: &str) {
+pub async fn put(s3: &Client, bucket: &str, key: &str) {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -58,7 +58,7 @@ async fn put(s3: &Client, bucket: &str, key: &str) {
 }
 
 /// The versions and delete markers of exactly `key`, as S3 lists them.
-async fn versions(s3: &Client, bucket: &str, key: &str) -> usize {
+pub async fn versions(s3: &Client, bucket: &str, key: &str) -> usize {
     let listed = s3
         .list_object_versions()
         .bucket(bucket)

@@ -20,6 +20,7 @@ use conditional_recording::signature::sign;
 use conditional_recording::sources::ledger_table::LedgerTable;
 
 use crate::counting::CountingProxy;
+use crate::media_store;
 use crate::moto::{self, Moto, Silent, aws_env};
 use crate::standin::{Fault, Of, StandIn};
 use crate::support::{
@@ -976,4 +977,268 @@ fn explain_answers_text_and_json_and_exit_1_for_a_call_it_never_saw() {
         "{}",
         describe(&unknown)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Media in the customer's bucket (SPEC section 11), in moto's S3
+
+const MEDIA_BUCKET: &str = "cr-media";
+
+/// Where Twilio's external storage would put a recording's audio, and its `media_url`
+/// (virtual-hosted, the key percent-encoded, a presigned query that must never be logged).
+fn media_at(recording: &str, name: &str) -> (String, String) {
+    let key = format!("{ACCOUNT}/{recording} {name}.wav");
+    let encoded = key
+        .replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('+', "%2B");
+    let url = format!(
+        "https://{MEDIA_BUCKET}.s3.us-east-1.amazonaws.com/{encoded}?X-Amz-Signature=0ddba11"
+    );
+    (key, url)
+}
+
+fn buckets() -> [(&'static str, String); 1] {
+    [("RECORDINGS_BUCKETS", MEDIA_BUCKET.to_owned())]
+}
+
+/// A do-not-record call, routed, ended and finished by Twilio, its audio at `media_url`.
+fn finished_payments_call(period: &Period, server: &Server) -> Call {
+    let call = period.call(PAYMENTS);
+    assign(server, &call);
+    period.standin.end_conference(&call.conference);
+    period
+        .standin
+        .set_recording_status(&call.recording, "completed");
+    call
+}
+
+#[test]
+fn the_sweep_deletes_every_version_of_the_media_first_then_the_recording() {
+    let period = Period::start();
+    let s3 = period.moto.s3();
+    let server = period.serve();
+    let excluded = finished_payments_call(&period, &server);
+    let elsewhere = finished_payments_call(&period, &server);
+    let early = finished_payments_call(&period, &server);
+    let recorded = period.call(SALES);
+    assign(&server, &recorded);
+    drop(server.stop());
+    period
+        .standin
+        .set_recording_status(&recorded.recording, "completed");
+
+    let (key, url) = media_at(&excluded.recording, "call + 1");
+    let neighbour = format!("{key}.bak");
+    let (other_key, _) = media_at(&elsewhere.recording, "x");
+    let (early_key, early_url) = media_at(&early.recording, "late");
+    let (kept_key, kept_url) = media_at(&recorded.recording, "kept");
+    moto::runtime().block_on(async {
+        media_store::create_versioned_bucket(&s3, MEDIA_BUCKET).await;
+        media_store::create_bucket(&s3, "cr-elsewhere").await;
+        // Three versions and a delete marker.
+        for _ in 0..3 {
+            media_store::put(&s3, MEDIA_BUCKET, &key).await;
+        }
+        s3.delete_object()
+            .bucket(MEDIA_BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .expect("a delete marker");
+        assert_eq!(media_store::versions(&s3, MEDIA_BUCKET, &key).await, 4);
+        media_store::put(&s3, MEDIA_BUCKET, &neighbour).await;
+        media_store::put(&s3, "cr-elsewhere", &other_key).await;
+        media_store::put(&s3, MEDIA_BUCKET, &kept_key).await;
+    });
+    let standin = &period.standin;
+    standin.set_media_url(&excluded.recording, &url);
+    standin.set_media_url(
+        &elsewhere.recording,
+        &format!(
+            "https://s3.amazonaws.com/cr-elsewhere/{}",
+            other_key.replace(' ', "%20")
+        ),
+    );
+    standin.set_media_url(&early.recording, &early_url);
+    standin.set_media_url(&recorded.recording, &kept_url);
+
+    let (code, report) = period.reconcile_with(&["--since", "1h", "--fix"], &buckets());
+    assert_eq!(
+        code,
+        Some(1),
+        "the media elsewhere is a violation: {report}"
+    );
+    let gone = row(&report, &excluded.recording);
+    assert_eq!(
+        (gone["outcome"].as_str(), gone["media"].as_str()),
+        (Some("deleted"), Some("deleted")),
+        "{gone}"
+    );
+    let refused = row(&report, &elsewhere.recording);
+    assert_eq!(
+        (refused["outcome"].as_str(), refused["media"].as_str()),
+        (Some("violation"), Some("failed")),
+        "{refused}"
+    );
+    assert!(
+        refused["cause"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("bucket not allowed")),
+        "{refused}"
+    );
+    let waiting = row(&report, &early.recording);
+    assert_eq!(
+        (waiting["outcome"].as_str(), waiting["media"].as_str()),
+        (Some("pending"), Some("absent")),
+        "{waiting}"
+    );
+    let kept = row(&report, &recorded.recording);
+    assert_eq!(
+        (kept["outcome"].as_str(), kept["media"].as_str()),
+        (Some("kept"), Some("kept")),
+        "{kept}"
+    );
+
+    moto::runtime().block_on(async {
+        assert_eq!(
+            media_store::versions(&s3, MEDIA_BUCKET, &key).await,
+            0,
+            "no copy left"
+        );
+        assert_eq!(
+            media_store::versions(&s3, MEDIA_BUCKET, &neighbour).await,
+            1
+        );
+        assert_eq!(
+            media_store::versions(&s3, "cr-elsewhere", &other_key).await,
+            1
+        );
+        assert_eq!(media_store::versions(&s3, MEDIA_BUCKET, &kept_key).await, 1);
+    });
+    assert_eq!(standin.recording_status(&excluded.recording), None);
+    assert!(
+        standin.recording_status(&elsewhere.recording).is_some(),
+        "the pointer stays"
+    );
+    assert!(
+        standin.recording_status(&early.recording).is_some(),
+        "the pointer stays"
+    );
+
+    // The media appears once Twilio has written it: the next sweep takes both.
+    moto::runtime().block_on(media_store::put(&s3, MEDIA_BUCKET, &early_key));
+    let (_, report) = period.reconcile_with(&["--since", "1h", "--fix"], &buckets());
+    let late = row(&report, &early.recording);
+    assert_eq!(
+        (late["outcome"].as_str(), late["media"].as_str()),
+        (Some("deleted"), Some("deleted")),
+        "{late}"
+    );
+    assert_eq!(standin.recording_status(&early.recording), None);
+    moto::runtime().block_on(async {
+        assert_eq!(
+            media_store::versions(&s3, MEDIA_BUCKET, &early_key).await,
+            0
+        );
+    });
+
+    // The ledger says what went, media first.
+    let (_, account) = period.explain(excluded.task());
+    let actions: Vec<&str> = account["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert!(
+        actions.ends_with(&["media_deleted", "deleted"]),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn media_under_object_lock_is_refused_and_the_recording_kept_as_its_pointer() {
+    let period = Period::start();
+    let s3 = period.moto.s3();
+    let server = period.serve();
+    let call = finished_payments_call(&period, &server);
+    drop(server.stop());
+    let (key, url) = media_at(&call.recording, "locked");
+    moto::runtime().block_on(async {
+        s3.create_bucket()
+            .bucket(MEDIA_BUCKET)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("CreateBucket with Object Lock");
+        let a_day_on = SystemTime::now() + Duration::from_secs(86_400);
+        s3.put_object()
+            .bucket(MEDIA_BUCKET)
+            .key(&key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"RIFF audio",
+            ))
+            .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from(a_day_on))
+            .send()
+            .await
+            .expect("PutObject under a retention");
+    });
+    period.standin.set_media_url(&call.recording, &url);
+    let (code, report) = period.reconcile_with(&["--since", "1h", "--fix"], &buckets());
+    assert_eq!(code, Some(1), "{report}");
+    let locked = row(&report, &call.recording);
+    assert_eq!(locked["outcome"], "violation", "{locked}");
+    assert_eq!(locked["media"], "failed", "{locked}");
+    assert!(
+        locked["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("AccessDenied")),
+        "S3's reason: {locked}"
+    );
+    assert!(period.standin.recording_status(&call.recording).is_some());
+    moto::runtime().block_on(async {
+        assert_eq!(media_store::versions(&s3, MEDIA_BUCKET, &key).await, 1);
+    });
+}
+
+/// Enforcement, as a call's last event arrives: a finished recording's media goes first,
+/// with one `media_deleted` line naming the bucket, the key and the versions, never the URL.
+#[test]
+fn enforcement_deletes_the_media_first_and_says_so_in_one_line() {
+    let period = Period::start();
+    let s3 = period.moto.s3();
+    let server = period.serve_with(&buckets());
+    let call = finished_payments_call(&period, &server);
+    let (key, url) = media_at(&call.recording, "call + 1");
+    moto::runtime().block_on(async {
+        media_store::create_versioned_bucket(&s3, MEDIA_BUCKET).await;
+        media_store::put(&s3, MEDIA_BUCKET, &key).await;
+        media_store::put(&s3, MEDIA_BUCKET, &key).await;
+    });
+    period.standin.set_media_url(&call.recording, &url);
+    let answer = workspace_event(&server, &call, "task.completed").expect_json(200);
+    assert_eq!(answer["unfinished"], 0, "{answer}");
+    let logs = server.stop();
+    checked_logs(&logs);
+    assert!(
+        !logs.text().contains("0ddba11"),
+        "the URL's query reached a log"
+    );
+    let lines: Vec<Value> = logs
+        .json()
+        .into_iter()
+        .filter(|l| l["message"] == "enforcement")
+        .collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["action"].as_str()).collect();
+    assert_eq!(kinds, ["media_deleted", "deleted"], "{lines:?}");
+    assert_eq!(lines[0]["bucket"], MEDIA_BUCKET);
+    assert_eq!(lines[0]["key"], key.as_str());
+    assert_eq!(lines[0]["versions"], 2);
+    assert_eq!(lines[0]["Action"], "media_deleted");
+    assert_eq!(period.standin.recording_status(&call.recording), None);
+    moto::runtime().block_on(async {
+        assert_eq!(media_store::versions(&s3, MEDIA_BUCKET, &key).await, 0);
+    });
 }

@@ -233,6 +233,7 @@ mod deliveries {
                 enforcement: enforcement.then(|| Enforcer {
                     annotations: tasks,
                     recordings: voice(),
+                    media: conditional_recording::service::media::Media::none(),
                 }),
                 ..Settings::default()
             },

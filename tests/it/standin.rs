@@ -406,6 +406,7 @@ impl StandIn {
             created_at: created,
             date_created: rfc2822(created),
             source: source.map(str::to_owned),
+            media_url: None,
         });
     }
 
@@ -414,6 +415,15 @@ impl StandIn {
         let state = self.shared.state();
         let recording = state.recordings.iter().find(|r| r.sid == sid)?;
         Some(recording.status.clone())
+    }
+
+    /// The recording's audio is at `url` (Twilio's external storage writes it to the
+    /// customer's S3 bucket and lists it there).
+    pub fn set_media_url(&self, sid: &str, url: &str) {
+        let mut state = self.shared.state();
+        if let Some(recording) = state.recordings.iter_mut().find(|r| r.sid == sid) {
+            recording.media_url = Some(url.to_owned());
+        }
     }
 
     /// Moves a recording on, as Twilio does after a stop (`processing`, then `completed`).
@@ -715,6 +725,8 @@ struct VoiceRecording {
     date_created: String,
     /// `source`, when a test set one.
     source: Option<String>,
+    /// `media_url`, when a test set one (external storage); else Twilio's own.
+    media_url: Option<String>,
 }
 
 /// What another writer does to a task right after a `GET` of it.
@@ -1543,7 +1555,10 @@ fn recording_json(recording: &VoiceRecording) -> Value {
         "duration": duration,
         "encryption_details": null,
         "error_code": null,
-        "media_url": format!("https://api.twilio.com{uri}"),
+        "media_url": recording
+            .media_url
+            .clone()
+            .unwrap_or_else(|| format!("https://api.twilio.com{uri}")),
         "price": null,
         "price_unit": "USD",
         "sid": recording.sid,

@@ -99,6 +99,7 @@ fn the_catalogues_dimension_values_are_what_the_code_writes() {
     let actions = [
         ActionKind::Stopped,
         ActionKind::Paused,
+        ActionKind::MediaDeleted,
         ActionKind::Deleted,
         ActionKind::NoneFound,
         ActionKind::Failed,
