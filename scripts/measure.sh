@@ -137,6 +137,23 @@ lambda_bin=$(env -i PATH="$PATH" "${aws_env[@]}" \
   TWILIO_AUTH_TOKEN_PARAMETER=/conditional-recording/twilio-auth-token \
   PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
   PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$bin")
+# As the stack deploys it: the ledger (each callback writes its first decision to moto's
+# DynamoDB before answering) and a recordings bucket (its S3 client built at start).
+.venv/bin/python scripts/create-ledger-table.py --endpoint "http://127.0.0.1:$moto_port" --table cr-ledger
+lambda_deployed=$(env -i PATH="$PATH" "${aws_env[@]}" \
+  AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port" AWS_ENDPOINT_URL_S3="http://127.0.0.1:$moto_port" \
+  LEDGER_TABLE=cr-ledger RECORDINGS_BUCKETS=cr-media \
+  RULES_PARAMETER=/conditional-recording/rules \
+  TWILIO_AUTH_TOKEN_PARAMETER=/conditional-recording/twilio-auth-token \
+  PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_DEPLOYED_REQUESTS:-2000}" python3 scripts/measure/probe.py lambda "$bin")
+# With the recordings bucket alone: what the S3 client adds to a start.
+lambda_bucket=$(env -i PATH="$PATH" "${aws_env[@]}" \
+  AWS_ENDPOINT_URL_S3="http://127.0.0.1:$moto_port" RECORDINGS_BUCKETS=cr-media \
+  RULES_PARAMETER=/conditional-recording/rules \
+  TWILIO_AUTH_TOKEN_PARAMETER=/conditional-recording/twilio-auth-token \
+  PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
+  PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_DEPLOYED_REQUESTS:-2000}" python3 scripts/measure/probe.py lambda "$bin")
 lambda_hello=$(env -i PATH="$PATH" PROBE_EMULATOR="$PROBE_EMULATOR" PROBE_EVENT="$PROBE_EVENT" \
   PROBE_RUNS="${PROBE_RUNS:-15}" PROBE_REQUESTS="${PROBE_REQUESTS:-10000}" python3 scripts/measure/probe.py lambda "$hello")
 lambda_hello_ssm=$(env -i PATH="$PATH" "${aws_env[@]}" HELLO_PARAMETER=/conditional-recording/rules \
@@ -183,7 +200,8 @@ r = {
     "arm64_bootstrap_bytes": {"conditional-recording": $arm_bin, "hello": $arm_hello},
     "arm64_bootstrap_zip_bytes": {"conditional-recording": $arm_zip, "hello": $arm_hello_zip},
     "serve": {"conditional-recording": $serve_bin, "hello": $serve_hello},
-    "lambda": {"conditional-recording": $lambda_bin, "hello": $lambda_hello, "hello-ssm": $lambda_hello_ssm},
+    "lambda": {"conditional-recording": $lambda_bin, "hello": $lambda_hello, "hello-ssm": $lambda_hello_ssm,
+               "deployed": $lambda_deployed, "bucket": $lambda_bucket},
     "moto_get_parameters_median_ms": $moto_ms,
 }
 for mode in ("serve", "lambda"):
@@ -195,6 +213,12 @@ r["lambda"]["floor_ms"] = round(hello_ms + r["moto_get_parameters_median_ms"], 2
 r["lambda"]["floor_ratio"] = round(r["lambda"]["floor_ms"] / hello_ms, 2)
 r["lambda"]["start_to_ready_ratio_to_hello_ssm"] = round(
     r["lambda"]["conditional-recording"]["start_to_ready"]["median_ms"]
+    / r["lambda"]["hello-ssm"]["start_to_ready"]["median_ms"], 2)
+r["lambda"]["deployed_ratio_to_hello_ssm"] = round(
+    r["lambda"]["deployed"]["start_to_ready"]["median_ms"]
+    / r["lambda"]["hello-ssm"]["start_to_ready"]["median_ms"], 2)
+r["lambda"]["bucket_ratio_to_hello_ssm"] = round(
+    r["lambda"]["bucket"]["start_to_ready"]["median_ms"]
     / r["lambda"]["hello-ssm"]["start_to_ready"]["median_ms"], 2)
 json.dump(r, open(sys.argv[1], "w"), indent=2)
 
@@ -209,6 +233,13 @@ for mode in ("serve", "lambda"):
 print(f"{'start-to-ready, lambda, beside':34}{r['lambda']['conditional-recording']['start_to_ready']['median_ms']:>21} ms"
       f"{r['lambda']['hello-ssm']['start_to_ready']['median_ms']:>11} ms{r['lambda']['start_to_ready_ratio_to_hello_ssm']:>7}x"
       "  (hello world + one GetParameter)")
+print(f"{'start-to-ready, lambda, bucket':34}{r['lambda']['bucket']['start_to_ready']['median_ms']:>21} ms"
+      f"{r['lambda']['hello-ssm']['start_to_ready']['median_ms']:>11} ms{r['lambda']['bucket_ratio_to_hello_ssm']:>7}x"
+      "  (with RECORDINGS_BUCKETS: the S3 client built at start)")
+print(f"{'start-to-ready, lambda, deployed':34}{r['lambda']['deployed']['start_to_ready']['median_ms']:>21} ms"
+      f"{r['lambda']['hello-ssm']['start_to_ready']['median_ms']:>11} ms{r['lambda']['deployed_ratio_to_hello_ssm']:>7}x"
+      "  (with LEDGER_TABLE and RECORDINGS_BUCKETS: the first answer waits for its ledger write)")
+print(f"{'RSS after ' + str(r['lambda']['deployed']['requests']) + ' requests, deployed':34}{r['lambda']['deployed']['rss_kib'] / 1024:>21.1f} MiB")
 print(f"{'stripped binary (this machine)':34}{mb(r['stripped_bytes']['conditional-recording']):>24}{mb(r['stripped_bytes']['hello']):>14}")
 print(f"{'arm64 bootstrap':34}{mb(r['arm64_bootstrap_bytes']['conditional-recording']):>24}{mb(r['arm64_bootstrap_bytes']['hello']):>14}")
 print(f"{'arm64 bootstrap, zipped':34}{mb(r['arm64_bootstrap_zip_bytes']['conditional-recording']):>24}{mb(r['arm64_bootstrap_zip_bytes']['hello']):>14}")
