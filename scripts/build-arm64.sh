@@ -18,7 +18,10 @@ started=$(date +%s)
 sam build --beta-features
 elapsed=$(( $(date +%s) - started ))
 
+# The decision and sweep functions are one build: SAM writes it once, to
+# DecisionFunction-Shared, and points both functions at it.
 artifact=.aws-sam/build/DecisionFunction/bootstrap
+[ -f "$artifact" ] || artifact=.aws-sam/build/DecisionFunction-Shared/bootstrap
 file "$artifact" | grep -q 'ARM aarch64' || { echo "not an arm64 binary: $(file "$artifact")"; exit 1; }
 zip_size=$(cd "$(dirname "$artifact")" && zip -q -9 -X - bootstrap | wc -c)
 echo "arm64 bootstrap: $(stat -c %s "$artifact") bytes, zipped ${zip_size} bytes, built in ${elapsed} s"
