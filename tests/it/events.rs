@@ -677,21 +677,10 @@ mod through_the_api {
 
         /// A Workspace Event Callback, signed for the events URL.
         fn post_workspace_event(&self, params: &[(String, String)]) -> Response {
-            let url = format!("http://{}/events", self.setup.server.addr);
-            let body = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(params)
-                .finish();
-            let signature = sign(TOKEN, &url, params);
-            self.setup.server.send(&request(
-                "POST",
-                "/events",
-                &[
-                    ("Host", host(&url)),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                    ("X-Twilio-Signature", &signature),
-                ],
-                body.as_bytes(),
-            ))
+            let addr = self.setup.server.addr;
+            self.setup
+                .server
+                .send(&crate::support::workspace_event_request(addr, params))
         }
 
         /// An Event Streams batch, signed over the URL that names its `bodySHA256`.

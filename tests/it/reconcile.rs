@@ -16,7 +16,6 @@ use conditional_recording::ledger::{
 };
 use conditional_recording::ports::Ledger;
 use conditional_recording::reconcile::{ALREADY_GONE, COLUMNS, IN_FLIGHT};
-use conditional_recording::signature::sign;
 use conditional_recording::sources::ledger_table::LedgerTable;
 
 use crate::counting::CountingProxy;
@@ -25,7 +24,7 @@ use crate::moto::{self, Moto, Silent, aws_env};
 use crate::standin::{Fault, Of, StandIn};
 use crate::support::{
     CALLER_DATA, Callback, Connection, INBOUND, Logs, RULES_PARAMETER, Response, Server, TOKEN,
-    describe, free_port, host, request, run_binary, text,
+    describe, free_port, run_binary, text,
 };
 use aws_sdk_ssm::types::ParameterType;
 
@@ -234,7 +233,6 @@ fn assign(server: &Server, call: &Call) -> Value {
 
 /// A Workspace Event Callback about the call (`task.completed`, say), signed: its answer.
 fn workspace_event(server: &Server, call: &Call, kind: &str) -> Response {
-    let url = format!("http://{}/events", server.addr);
     let mut params = vec![
         ("EventType".to_owned(), kind.to_owned()),
         ("ResourceType".to_owned(), "task".to_owned()),
@@ -251,20 +249,10 @@ fn workspace_event(server: &Server, call: &Call, kind: &str) -> Response {
     for name in ["AccountSid", "WorkspaceSid", "TaskSid", "ReservationSid"] {
         params.push((name.to_owned(), call.callback.get(name).to_owned()));
     }
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&params)
-        .finish();
-    let signature = sign(TOKEN, &url, &params);
     let mut connection = Connection::open(server.addr);
-    connection.send(&request(
-        "POST",
-        "/events",
-        &[
-            ("Host", host(&url)),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &signature),
-        ],
-        body.as_bytes(),
+    connection.send(&crate::support::workspace_event_request(
+        server.addr,
+        &params,
     ));
     connection.response()
 }

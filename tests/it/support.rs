@@ -898,6 +898,26 @@ impl Callback {
     }
 }
 
+/// A Workspace Event Callback to `POST /events` at `addr`: the form, signed with the test
+/// token for `http://ADDR/events`, as TaskRouter sends it.
+pub fn workspace_event_request(addr: SocketAddr, params: &[(String, String)]) -> Vec<u8> {
+    let url = format!("http://{addr}/events");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let signature = conditional_recording::signature::sign(TOKEN, &url, params);
+    request(
+        "POST",
+        "/events",
+        &[
+            ("Host", host(&url)),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", &signature),
+        ],
+        body.as_bytes(),
+    )
+}
+
 /// The authority of an `http://` URL: the `Host` a request to it sends.
 pub fn host(url: &str) -> &str {
     url.trim_start_matches("http://")
