@@ -112,7 +112,9 @@ where
     async fn respond(&self, request: Request) -> Response<Body> {
         let started = std::time::Instant::now();
         let answered = if route_path(&request) == EVENTS_ROUTE {
-            self.answer_events(&request, started).await
+            // Boxed: enforcement's future is twice the assignment's, and every request's
+            // future is as large as its largest path (BENCHMARKS.md, bench (c)).
+            Box::pin(self.answer_events(&request, started)).await
         } else {
             self.answer(&request, started)
                 .await
@@ -370,6 +372,38 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future `start` would make of the binary's service, without making it.
+    fn future_size<'a, Fut: std::future::Future>(
+        _start: impl FnOnce(&'a crate::wiring::App) -> Fut,
+    ) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A callback's future is moved whole at each layer between the runtime and the core, so
+    /// its size is part of what every callback costs: 50,640 bytes before the slow
+    /// paths were boxed (enforcement, the ports' I/O, the caches' refresh), 2,544 after
+    /// (BENCHMARKS.md, bench (c)). The bound leaves room for compilers and features, not for
+    /// another path's future.
+    #[test]
+    fn a_callbacks_future_holds_no_slow_paths_future() {
+        let started = std::time::Instant::now();
+        let handle = future_size(|app| app.handle(Request::default()));
+        let assignment = future_size(|app| {
+            app.assignment(Inbound {
+                params: Vec::new(),
+                signature: None,
+                url: Err(UnknownUrl::NoHost),
+                request_id: None,
+                started,
+            })
+        });
+        assert!(handle <= 6 * 1024, "App::handle's future is {handle} bytes");
+        assert!(
+            assignment <= 4 * 1024,
+            "App::assignment's future is {assignment} bytes"
+        );
+    }
 
     fn delivery(content_type: &str, body: &str) -> Result<&'static str, Rejection> {
         let request = lambda_http::http::Request::builder()

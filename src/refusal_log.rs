@@ -21,6 +21,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+
 use crate::metrics;
 
 /// Admissions per window: refused requests whose lines are written, or writes of the counts.
@@ -38,15 +40,12 @@ tokio::task_local! {
 
 /// Handles one request: all its refusal lines are written, or none; then the refusal counts
 /// not yet written, if the ration allows ([`write_counts`]).
-pub async fn request<F: Future>(handling: F) -> F::Output {
+///
+/// Not an `async fn`, nor an `async` block: either would hold `handling` twice (as its
+/// argument or capture, and again as the future it awaits), and a request's future is moved whole at every layer (BENCHMARKS.md, bench (c)).
+pub fn request<F: Future>(handling: F) -> impl Future<Output = F::Output> {
     LazyLock::force(&START);
-    ADMISSION
-        .scope(Cell::new(None), async {
-            let output = handling.await;
-            write_counts();
-            output
-        })
-        .await
+    ADMISSION.scope(Cell::new(None), handling.inspect(|_| write_counts()))
 }
 
 /// Writes the refusal counts not yet written, if any: with the calling request's own refusal

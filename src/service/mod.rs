@@ -339,12 +339,12 @@ where
             "decided_at": decided_at,
         });
         let left = ANNOTATE_DEADLINE.saturating_sub(started.elapsed());
-        let written = annotator.annotate(
+        let written = Box::pin(annotator.annotate(
             callback.account_sid.as_deref(),
             callback.workspace_sid.as_deref(),
             &callback.task_sid,
             &annotation,
-        );
+        ));
         let cause = match tokio::time::timeout(left, written).await {
             // At assignment the task exists; gone, it is one more failure to log.
             Ok(Ok(Annotated::TaskGone)) => "TaskRouter answered 404: the task is gone".to_owned(),
@@ -420,7 +420,10 @@ where
         };
         let left = LEDGER_BUDGET.min(DECISION_BUDGET.saturating_sub(started.elapsed()));
         let deadline = tokio::time::Instant::now() + left;
-        let mut write = std::pin::pin!(ledger.first_decision(&first));
+        // Boxed, as every port's future on this path: an adapter's I/O future is kilobytes
+        // (7 KB for DynamoDB's), and unboxed it would be part of every callback's future,
+        // which is moved whole at each layer of the face (BENCHMARKS.md, bench (c)).
+        let mut write = Box::pin(ledger.first_decision(&first));
         // A write that is done at its first poll (an in-memory ledger) needs no timer: the
         // timer is most of what such a write costs (BENCHMARKS.md, bench (c)).
         let first_poll =
@@ -448,7 +451,7 @@ where
         let names = self.settings.queue_names.as_ref()?;
         let queue_sid = task.queue_sid?;
         let left = DECISION_BUDGET.saturating_sub(started.elapsed());
-        let lookup = names.friendly_name(task.account_sid, task.workspace_sid, queue_sid);
+        let lookup = Box::pin(names.friendly_name(task.account_sid, task.workspace_sid, queue_sid));
         let found = match tokio::time::timeout(left, lookup).await {
             Ok(found) => found.map_err(|e| e.to_string()),
             Err(_) => Err(format!(

@@ -159,7 +159,9 @@ impl<T: Send + Sync + 'static, F: Fetch, C: Clock> Cached<T, F, C> {
         };
         // Another caller may have refreshed while this one waited.
         if self.state().is_due(self.clock.now()) {
-            self.refresh().await;
+            // Boxed: the fetch's future is kilobytes, and without the box every caller's
+            // future carries it, due or not.
+            Box::pin(self.refresh()).await;
         }
         self.state().good.clone()
     }
