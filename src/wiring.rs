@@ -196,9 +196,14 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
         Some(AnyTokens::Parameter(cache)) => Some(cache),
         _ => None,
     };
-    if let Some(client) = &client {
-        first_fetches(client, rules_cache, tokens_cache).await;
-    }
+    // The ledger's connections are opened beside the first reads, so neither waits for the
+    // other and the first callback does not wait for it.
+    let fetched = async {
+        if let Some(client) = &client {
+            first_fetches(client, rules_cache, tokens_cache).await;
+        }
+    };
+    tokio::join!(fetched, warm(ledger.as_ref()));
     if queue_names.is_none()
         && rules
             .current()
@@ -226,6 +231,30 @@ pub async fn build(config: &Config, face: Face) -> Result<App<AnyRules>, StartEr
         },
     })
 }
+
+/// Opens the ledger's connections during start (the first callback would otherwise wait for
+/// their handshakes), within [`LEDGER_WARM_UP`]. A ledger that cannot be reached is logged, never
+/// fatal: callbacks are answered as without one, and each failed write is counted then.
+async fn warm(ledger: Option<&LedgerTable>) {
+    let Some(ledger) = ledger else {
+        return;
+    };
+    let cause = match tokio::time::timeout(LEDGER_WARM_UP, ledger.warm()).await {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {} ms", LEDGER_WARM_UP.as_millis()),
+    };
+    tracing::warn!(
+        table = ledger.table(),
+        cause = %cause,
+        "ledger not reached at start; each callback will try its own write"
+    );
+}
+
+/// How long start waits for the ledger's first answer ([`warm`]): beside the first SSM read,
+/// which has a deadline of its own, so a ledger that does not answer adds at most this to a
+/// start.
+pub const LEDGER_WARM_UP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Logs `started` (info) once the service is ready: the version and what it runs with, as
 /// built (a fallback `serve` took shows here). Names, never secrets: the rules source is a

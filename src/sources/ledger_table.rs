@@ -26,6 +26,15 @@ use crate::ledger::{
 };
 use crate::ports::{LEDGER_BATCH, Ledger};
 
+/// The key [`LedgerTable::warm`] reads: not a SID (two letters and 32 hex digits), so no item
+/// has it.
+pub const WARM_UP_KEY: &str = "warm-up";
+
+/// Connections [`LedgerTable::warm`] opens: a first reservation's write is two requests at
+/// once (the decision, and the tie of the call its task names; the conference is not there
+/// yet).
+pub const WARM_CONNECTIONS: usize = 2;
+
 /// Times a batch read asks again for the keys DynamoDB left unprocessed (throttling).
 const UNPROCESSED_RETRIES: u32 = 5;
 
@@ -131,6 +140,27 @@ impl LedgerTable {
             Ok(_) => Ok(()),
             Err(error) if is_condition_failed(&error) => Ok(()),
             Err(error) => Err(LedgerError::from_sdk("UpdateItem", &error)),
+        }
+    }
+
+    /// Opens the connections the first callback's write will use, so that callback does not
+    /// wait for TCP and TLS handshakes: [`WARM_CONNECTIONS`] `GetItem`s at once (an action the
+    /// function has) of a key no item has, since no SID is [`WARM_UP_KEY`]. Answers whether
+    /// the table was reached, which also tells at start that the table is there and that the
+    /// role may read it.
+    pub async fn warm(&self) -> Result<(), LedgerError> {
+        let read = || {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("sid", text(WARM_UP_KEY))
+                .projection_expression("sid")
+                .send()
+        };
+        let answers = futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| read())).await;
+        match answers.into_iter().find_map(Result::err) {
+            Some(error) => Err(LedgerError::from_sdk("GetItem", &error)),
+            None => Ok(()),
         }
     }
 

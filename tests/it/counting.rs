@@ -1,9 +1,11 @@
 //! A counting proxy for an AWS endpoint (moto): on 127.0.0.1, port 0, each request forwarded
 //! as it came and counted by its operation (`X-Amz-Target`: `DynamoDB_20120810.BatchGetItem`
-//! counts as `BatchGetItem`), so tests and benchmarks can say what a run cost in requests.
+//! counts as `BatchGetItem`), so tests and benchmarks can say what a run cost in requests; and
+//! the connections it accepted, so a test can say which requests opened one.
 //! Stops when dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -21,6 +23,7 @@ type Counts = Arc<Mutex<HashMap<String, usize>>>;
 pub struct CountingProxy {
     pub port: u16,
     counts: Counts,
+    connections: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -35,6 +38,8 @@ impl CountingProxy {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let upstream = upstream.trim_end_matches('/').to_owned();
         let counted = Arc::clone(&counts);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted_count = Arc::clone(&connections);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -52,6 +57,7 @@ impl CountingProxy {
                         },
                         _ = &mut stopped => return,
                     };
+                    accepted_count.fetch_add(1, Ordering::SeqCst);
                     let (client, upstream, counts) =
                         (client.clone(), upstream.clone(), Arc::clone(&counted));
                     tokio::spawn(async move {
@@ -73,6 +79,7 @@ impl CountingProxy {
         CountingProxy {
             port,
             counts,
+            connections,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -93,6 +100,11 @@ impl CountingProxy {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Connections accepted so far (not reset by [`CountingProxy::reset`]).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Starts counting again from zero.
@@ -137,10 +149,28 @@ async fn forward(
         .method(head.method)
         .uri(format!("{upstream}{target}"));
     for (name, value) in &head.headers {
-        forwarded = forwarded.header(name, value);
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            forwarded = forwarded.header(name, value);
+        }
     }
     let answer = client.request(forwarded.body(Full::new(body))?).await?;
-    let (head, body) = answer.into_parts();
+    let (mut head, body) = answer.into_parts();
+    for name in HOP_BY_HOP {
+        head.headers.remove(name);
+    }
     let body = body.collect().await?.to_bytes();
     Ok(Response::from_parts(head, Full::new(body)))
 }
+
+/// Headers about one connection, which a proxy does not pass on (RFC 9110, section 7.6.1):
+/// moto's `Connection: close` would otherwise close the client's connection to the proxy, and
+/// the proxy could not say which requests reuse a connection.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];

@@ -822,6 +822,69 @@ fn dynamodb_down_leaves_the_answer_unchanged_and_the_sweep_incomplete() {
     assert!(period.standin.recording_status(&call.recording).is_some());
 }
 
+/// The ledger's connections are opened while the service starts, so the first callback's
+/// write waits for no handshake: the start reads a key no item has, two at once, and the
+/// first decision and its tie go over those two connections. A table that is not there is
+/// said at start, and the service still starts and answers.
+#[test]
+fn the_ledgers_connections_are_opened_at_start_and_the_first_callback_reuses_them() {
+    let period = Period::start();
+    let server = period.serve();
+    let at_start = (period.dynamodb.connections(), period.dynamodb.counts());
+    assert_eq!(at_start.0, 2, "{at_start:?}");
+    assert_eq!(
+        at_start.1,
+        HashMap::from([("GetItem".to_owned(), 2)]),
+        "{at_start:?}"
+    );
+
+    let call = period.call(PAYMENTS);
+    assign(&server, &call);
+    let logs = server.stop();
+    assert!(
+        period.dynamodb.count("UpdateItem") >= 1,
+        "{:?}",
+        period.dynamodb.counts()
+    );
+    assert_eq!(
+        period.dynamodb.connections(),
+        2,
+        "the first callback opened no connection: {:?}",
+        period.dynamodb.counts()
+    );
+    let item = period
+        .item(call.callback.get("TaskSid"))
+        .expect("the call's entry");
+    assert_eq!(
+        item.get("record"),
+        Some(&aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+    );
+    assert!(!checked_logs(&logs).text().contains("ledger not reached"));
+
+    // No such table: said once at start, naming the table and DynamoDB's code; then each
+    // callback's failed write is counted as always, and the answer is the same.
+    let server = period.serve_with(&[("LEDGER_TABLE", "cr-no-such-table".to_owned())]);
+    let answer = assign(&server, &period.call(SALES));
+    let logs = server.stop();
+    assert_eq!(answer["conference_record"], "record-from-start");
+    let warned: Vec<Value> = checked_logs(&logs)
+        .json()
+        .into_iter()
+        .filter(|l| {
+            l["message"] == "ledger not reached at start; each callback will try its own write"
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", logs.text());
+    assert_eq!(warned[0]["table"], "cr-no-such-table");
+    assert!(
+        warned[0]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("ResourceNotFoundException")),
+        "{}",
+        logs.text()
+    );
+}
+
 /// Two sweeps over the same period at once (a scheduled one and an operator's): each
 /// recording is deleted once, the ledger holds one deletion for it, and neither run fails.
 #[test]
