@@ -42,7 +42,8 @@ tokio::task_local! {
 /// not yet written, if the ration allows ([`write_counts`]).
 ///
 /// Not an `async fn`, nor an `async` block: either would hold `handling` twice (as its
-/// argument or capture, and again as the future it awaits), and a request's future is moved whole at every layer (BENCHMARKS.md, bench (c)).
+/// argument or capture, and again as the future it awaits), and a request's future is moved
+/// whole at every layer (BENCHMARKS.md, bench (c)).
 pub fn request<F: Future>(handling: F) -> impl Future<Output = F::Output> {
     LazyLock::force(&START);
     ADMISSION.scope(Cell::new(None), handling.inspect(|_| write_counts()))

@@ -487,11 +487,7 @@ fn a_dialer_call_loses_its_recordings_through_the_real_adapters() {
     );
 
     let (_, logs) = setup.stop();
-    let actions: Vec<Value> = logs
-        .json()
-        .into_iter()
-        .filter(|line| line["message"] == "enforcement")
-        .collect();
+    let actions: Vec<Value> = logs.with_message("enforcement");
     let kinds: Vec<&str> = actions
         .iter()
         .filter_map(|l| l["action"].as_str())
@@ -726,11 +722,7 @@ mod through_the_api {
             for data in crate::support::CALLER_DATA {
                 assert!(!text.contains(data), "{data} reached a log");
             }
-            let lines = logs
-                .json()
-                .into_iter()
-                .filter(|line| line["message"] == "enforcement")
-                .collect();
+            let lines = logs.with_message("enforcement");
             (standin, lines)
         }
     }

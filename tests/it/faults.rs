@@ -282,14 +282,6 @@ fn decisions_by_task(logs: &Logs) -> HashMap<String, Value> {
         .collect()
 }
 
-/// The lines with this message.
-fn lines(logs: &Logs, message: &str) -> Vec<Value> {
-    logs.json()
-        .into_iter()
-        .filter(|line| line["message"] == message)
-        .collect()
-}
-
 /// The Embedded Metric Format lines carrying this metric.
 fn metric_lines(logs: &Logs, metric: &str) -> Vec<Value> {
     logs.json()
@@ -369,7 +361,7 @@ fn ssm_killed_while_callbacks_flow_keeps_the_last_good_rules_and_tokens() {
     }
     assert!(exchanges.iter().filter(|e| e.phase == "ssm down").count() >= 20);
 
-    let failures = lines(&logs, REFRESH_FAILED);
+    let failures = logs.with_message(REFRESH_FAILED);
     assert!(
         !failures.is_empty(),
         "the outage is logged: {}",
@@ -385,7 +377,7 @@ fn ssm_killed_while_callbacks_flow_keeps_the_last_good_rules_and_tokens() {
         assert_eq!(failure["in_use_version"], 1, "{failure}");
         assert_eq!(failure["no_good_document"], false, "{failure}");
     }
-    assert!(!lines(&logs, TOKENS_REFRESH_FAILED).is_empty());
+    assert!(!logs.with_message(TOKENS_REFRESH_FAILED).is_empty());
     let documents: Vec<Value> = metric_lines(&logs, "RefreshFailures")
         .iter()
         .map(|l| l["Document"].clone())
@@ -454,7 +446,7 @@ fn ssm_slower_than_its_timeouts_keeps_answers_inside_five_seconds() {
     for e in &slow {
         assert!(e.took < DECISION_BUDGET, "{e:?}");
     }
-    let failures = lines(&logs, REFRESH_FAILED);
+    let failures = logs.with_message(REFRESH_FAILED);
     assert!(!failures.is_empty(), "{}", logs.text());
     assert!(failures.len() <= 5, "retries back off: {}", failures.len());
 }
@@ -511,14 +503,15 @@ fn an_invalid_document_is_never_applied_and_the_next_valid_one_is_applied_whole(
         "the last good document stays in force while the invalid one is published"
     );
 
-    let failures = lines(&logs, REFRESH_FAILED);
+    let failures = logs.with_message(REFRESH_FAILED);
     assert!(!failures.is_empty(), "{}", logs.text());
     let cause = failures[0]["cause"].as_str().unwrap_or_default();
     assert!(
         cause.contains("exclude_attributes[0].regex"),
         "the cause names the fault's path: {cause}"
     );
-    let loaded: Vec<Value> = lines(&logs, "rules loaded")
+    let loaded: Vec<Value> = logs
+        .with_message("rules loaded")
         .iter()
         .map(|l| l["version"].clone())
         .collect();
@@ -603,7 +596,7 @@ fn a_token_rotation_while_callbacks_flow_overlaps_then_retires_the_old_token() {
         );
     }
 
-    let loaded = lines(&logs, "auth tokens loaded");
+    let loaded = logs.with_message("auth tokens loaded");
     assert_eq!(loaded.len(), 3, "each version once: {}", logs.text());
     let rejections = metric_lines(&logs, "SignatureRejections");
     assert!(rejections.iter().all(|l| l["Cause"] == "invalid"));
@@ -795,7 +788,8 @@ fn taskrouter_rest_api_down_slow_and_throttling_leaves_calls_to_the_fail_policy(
         );
     }
 
-    let causes: Vec<String> = lines(&logs, "queue name unresolved")
+    let causes: Vec<String> = logs
+        .with_message("queue name unresolved")
         .iter()
         .map(|l| l["cause"].as_str().unwrap_or_default().to_owned())
         .collect();

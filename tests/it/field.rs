@@ -146,11 +146,7 @@ impl Call {
         for data in crate::support::CALLER_DATA {
             assert!(!text.contains(data), "{data} reached a log");
         }
-        let lines = logs
-            .json()
-            .into_iter()
-            .filter(|line| line["message"] == "enforcement")
-            .collect();
+        let lines = logs.with_message("enforcement");
         (standin, lines, logs)
     }
 }

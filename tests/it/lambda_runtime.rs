@@ -265,11 +265,7 @@ fn assert_enforced(standin: &StandIn, logs: &Logs) {
             "{task}: {attributes}"
         );
     }
-    let enforcement: Vec<Value> = logs
-        .json()
-        .into_iter()
-        .filter(|line| line["message"] == "enforcement")
-        .collect();
+    let enforcement: Vec<Value> = logs.with_message("enforcement");
     let actions = |task: &str| -> Vec<String> {
         enforcement
             .iter()

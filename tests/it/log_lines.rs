@@ -13,13 +13,6 @@ use crate::support::{self, Callback, Connection, Http, INBOUND, Logs, Server, TO
 /// Not the server's token: every callback signed with it is forged.
 const WRONG_TOKEN: &str = "ffffffffffffffffffffffffffffffff";
 
-fn lines_with(logs: &Logs, message: &str) -> Vec<Value> {
-    logs.json()
-        .into_iter()
-        .filter(|line| line["message"] == message)
-        .collect()
-}
-
 #[test]
 fn a_forged_callback_flood_logs_a_few_refusals_and_counts_every_one() {
     let server = Server::start_with(&[("TWILIO_AUTH_TOKEN", TOKEN)]);
@@ -62,7 +55,7 @@ fn a_forged_callback_flood_logs_a_few_refusals_and_counts_every_one() {
     assert_eq!(counted, refusals, "the metric counts every refusal");
     assert!(metric_lines.iter().all(|line| line["Cause"] == "invalid"));
 
-    let rejected = lines_with(&logs, "callback rejected");
+    let rejected = logs.with_message("callback rejected");
     let mismatched = logs
         .json()
         .into_iter()
@@ -153,7 +146,7 @@ fn serve_logs_what_it_started_with() {
 /// One `started` line at info, with the crate's version, the commit `--version` names, and
 /// these fields, and no others.
 pub fn assert_started(logs: &Logs, fields: &[(&str, &str)]) {
-    let started = lines_with(logs, "started");
+    let started = logs.with_message("started");
     assert_eq!(started.len(), 1, "{}", logs.text());
     let line = &started[0];
     assert_eq!(line["level"], "INFO");

@@ -277,6 +277,11 @@ fn row<'a>(report: &'a Value, recording: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {recording}: {report}"))
 }
 
+/// A row's outcome and what became of its media.
+fn outcome_and_media(row: &Value) -> (Option<&str>, Option<&str>) {
+    (row["outcome"].as_str(), row["media"].as_str())
+}
+
 /// The path of the account's recordings list.
 fn recordings_list() -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings.json")
@@ -868,12 +873,7 @@ fn the_ledgers_connections_are_opened_at_start_and_the_first_callback_reuses_the
     let logs = server.stop();
     assert_eq!(answer["conference_record"], "record-from-start");
     let warned: Vec<Value> = checked_logs(&logs)
-        .json()
-        .into_iter()
-        .filter(|l| {
-            l["message"] == "ledger not reached at start; each callback will try its own write"
-        })
-        .collect();
+        .with_message("ledger not reached at start; each callback will try its own write");
     assert_eq!(warned.len(), 1, "{}", logs.text());
     assert_eq!(warned[0]["table"], "cr-no-such-table");
     assert!(
@@ -1122,13 +1122,13 @@ fn the_sweep_deletes_every_version_of_the_media_first_then_the_recording() {
     );
     let gone = row(&report, &excluded.recording);
     assert_eq!(
-        (gone["outcome"].as_str(), gone["media"].as_str()),
+        outcome_and_media(gone),
         (Some("deleted"), Some("deleted")),
         "{gone}"
     );
     let refused = row(&report, &elsewhere.recording);
     assert_eq!(
-        (refused["outcome"].as_str(), refused["media"].as_str()),
+        outcome_and_media(refused),
         (Some("violation"), Some("failed")),
         "{refused}"
     );
@@ -1140,13 +1140,13 @@ fn the_sweep_deletes_every_version_of_the_media_first_then_the_recording() {
     );
     let waiting = row(&report, &early.recording);
     assert_eq!(
-        (waiting["outcome"].as_str(), waiting["media"].as_str()),
+        outcome_and_media(waiting),
         (Some("pending"), Some("absent")),
         "{waiting}"
     );
     let kept = row(&report, &recorded.recording);
     assert_eq!(
-        (kept["outcome"].as_str(), kept["media"].as_str()),
+        outcome_and_media(kept),
         (Some("kept"), Some("kept")),
         "{kept}"
     );
@@ -1182,7 +1182,7 @@ fn the_sweep_deletes_every_version_of_the_media_first_then_the_recording() {
     let (_, report) = period.reconcile_with(&["--since", "1h", "--fix"], &buckets());
     let late = row(&report, &early.recording);
     assert_eq!(
-        (late["outcome"].as_str(), late["media"].as_str()),
+        outcome_and_media(late),
         (Some("deleted"), Some("deleted")),
         "{late}"
     );
@@ -1277,11 +1277,7 @@ fn enforcement_deletes_the_media_first_and_says_so_in_one_line() {
         !logs.text().contains("0ddba11"),
         "the URL's query reached a log"
     );
-    let lines: Vec<Value> = logs
-        .json()
-        .into_iter()
-        .filter(|l| l["message"] == "enforcement")
-        .collect();
+    let lines: Vec<Value> = logs.with_message("enforcement");
     let kinds: Vec<&str> = lines.iter().filter_map(|l| l["action"].as_str()).collect();
     assert_eq!(kinds, ["media_deleted", "deleted"], "{lines:?}");
     assert_eq!(lines[0]["bucket"], MEDIA_BUCKET);

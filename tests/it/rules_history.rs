@@ -13,7 +13,6 @@ use crate::support::{Callback, Http, INBOUND, Logs, Server};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
-use serde_json::Value;
 
 /// Inbound calls are not recorded.
 const EXCLUDE_INBOUND: &str =
@@ -47,13 +46,6 @@ fn inbound(server: &Server) -> String {
         .to_owned()
 }
 
-fn with_message(logs: &Logs, message: &str) -> Vec<Value> {
-    logs.json()
-        .into_iter()
-        .filter(|line| line["message"] == message)
-        .collect()
-}
-
 /// The `RulesVersionBehind` values the process wrote, in order.
 fn versions_behind(logs: &Logs) -> Vec<i64> {
     logs.json()
@@ -78,7 +70,7 @@ fn a_process_started_after_a_bad_publish_decides_from_the_last_good_version() {
         assert_eq!(inbound(&server), "do-not-record", "{parameter}: version 1");
         let logs = server.stop();
 
-        let fell_back = with_message(&logs, FELL_BACK);
+        let fell_back = logs.with_message(FELL_BACK);
         assert_eq!(fell_back.len(), 1, "{parameter}: {}", logs.text());
         let line = &fell_back[0];
         assert_eq!(line["level"], "WARN");
@@ -99,7 +91,7 @@ fn a_process_started_after_a_bad_publish_decides_from_the_last_good_version() {
             "a document reached a log"
         );
         assert!(
-            with_message(&logs, REFRESH_FAILED).is_empty(),
+            logs.with_message(REFRESH_FAILED).is_empty(),
             "{}",
             logs.text()
         );
@@ -128,8 +120,8 @@ fn with_no_valid_version_calls_get_the_fail_policy() {
         assert_eq!(decision["reason"], "rules_unavailable", "{decision}");
         assert!(decision.get("rules_version").is_none(), "{decision}");
     }
-    assert!(with_message(&logs, FELL_BACK).is_empty());
-    let failed = with_message(&logs, REFRESH_FAILED);
+    assert!(logs.with_message(FELL_BACK).is_empty());
+    let failed = logs.with_message(REFRESH_FAILED);
     assert!(!failed.is_empty(), "{}", logs.text());
     assert_eq!(failed[0]["no_good_document"], true);
     assert_eq!(failed[0]["history"], "no older version is valid (2 read)");
@@ -167,7 +159,7 @@ fn a_later_good_version_is_picked_up_within_one_ttl() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let logs = server.stop();
-    let loaded = with_message(&logs, "rules loaded");
+    let loaded = logs.with_message("rules loaded");
     assert_eq!(loaded.len(), 1, "{}", logs.text());
     assert_eq!(
         (&loaded[0]["version"], &loaded[0]["previous_version"]),
@@ -219,7 +211,7 @@ fn more_than_a_page_of_history_is_read_whole() {
     let start_took = started.elapsed();
     assert_eq!(inbound(&server), "do-not-record", "version 55");
     let logs = server.stop();
-    let fell_back = with_message(&logs, FELL_BACK);
+    let fell_back = logs.with_message(FELL_BACK);
     assert_eq!(fell_back.len(), 1, "{}", logs.text());
     assert_eq!(
         (&fell_back[0]["rejected_version"], &fell_back[0]["version"]),
@@ -256,7 +248,7 @@ fn a_version_above_the_rejected_one_is_never_used() {
     assert_eq!(version, 3);
     assert_eq!(inbound(&server), "record-from-start", "version 1, not 3");
     let logs = server.stop();
-    let fell_back = with_message(&logs, FELL_BACK);
+    let fell_back = logs.with_message(FELL_BACK);
     assert_eq!(fell_back.len(), 1, "{}", logs.text());
     assert_eq!(
         (&fell_back[0]["rejected_version"], &fell_back[0]["version"]),
@@ -300,8 +292,8 @@ fn a_warm_process_keeps_its_document_and_never_reads_history() {
         "{:?}",
         proxy.operations()
     );
-    assert!(with_message(&logs, FELL_BACK).is_empty());
-    let failed = with_message(&logs, REFRESH_FAILED);
+    assert!(logs.with_message(FELL_BACK).is_empty());
+    let failed = logs.with_message(REFRESH_FAILED);
     assert!(!failed.is_empty(), "{}", logs.text());
     assert_eq!(failed[0]["in_use_version"], 1);
     assert!(failed[0].get("history").is_none(), "{}", failed[0]);

@@ -274,11 +274,7 @@ fn a_rotated_token_is_picked_up_with_an_overlap() {
     for token in [OLD_TOKEN, NEW_TOKEN] {
         assert!(!text.contains(token), "a token reached a log");
     }
-    let loaded: Vec<_> = logs
-        .json()
-        .into_iter()
-        .filter(|l| l["message"] == "auth tokens loaded")
-        .collect();
+    let loaded: Vec<_> = logs.with_message("auth tokens loaded");
     assert_eq!(loaded.len(), 2, "{text}");
 }
 

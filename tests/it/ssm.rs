@@ -52,13 +52,6 @@ fn inbound_decision(server: &Server) -> (String, Duration) {
     )
 }
 
-fn lines_with_message(logs: &support::Logs, message: &str) -> Vec<Value> {
-    logs.json()
-        .into_iter()
-        .filter(|l| l["message"] == message)
-        .collect()
-}
-
 #[test]
 fn rules_come_from_a_secure_string_and_are_used_at_once() {
     let moto = Moto::start();
@@ -82,7 +75,7 @@ fn rules_come_from_a_secure_string_and_are_used_at_once() {
     assert_eq!(outbound["conference_record"], "record-from-start");
 
     let logs = server.stop();
-    let loaded = lines_with_message(&logs, "rules loaded");
+    let loaded = logs.with_message("rules loaded");
     assert_eq!(loaded.len(), 1, "{}", logs.text());
     assert_eq!(
         (&loaded[0]["parameter"], &loaded[0]["version"]),
@@ -142,7 +135,8 @@ fn a_published_change_applies_after_the_ttl_and_not_before() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let logs = server.stop();
-    let versions: Vec<Value> = lines_with_message(&logs, "rules loaded")
+    let versions: Vec<Value> = logs
+        .with_message("rules loaded")
         .iter()
         .map(|l| l["version"].clone())
         .collect();
@@ -173,10 +167,7 @@ fn an_invalid_document_is_rejected_and_the_last_good_kept() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let logs = server.stop();
-    let failures = lines_with_message(
-        &logs,
-        "rules refresh failed; keeping the last good document",
-    );
+    let failures = logs.with_message("rules refresh failed; keeping the last good document");
     assert!(!failures.is_empty(), "{}", logs.text());
     let cause = failures[0]["cause"].as_str().unwrap_or_default();
     assert!(
@@ -214,10 +205,7 @@ fn ssm_stopped_keeps_the_last_good_rules_and_calls_answered() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let logs = server.stop();
-    let failures = lines_with_message(
-        &logs,
-        "rules refresh failed; keeping the last good document",
-    );
+    let failures = logs.with_message("rules refresh failed; keeping the last good document");
     assert!(
         !failures.is_empty(),
         "the outage is logged: {}",
@@ -243,10 +231,7 @@ fn an_ssm_that_never_answers_leaves_calls_to_the_fail_policy_in_time() {
         for decision in logs.decisions() {
             assert_eq!(decision["reason"], "rules_unavailable", "{decision}");
         }
-        let failures = lines_with_message(
-            &logs,
-            "rules refresh failed; keeping the last good document",
-        );
+        let failures = logs.with_message("rules refresh failed; keeping the last good document");
         assert!(!failures.is_empty(), "{}", logs.text());
         assert_eq!(failures[0]["no_good_document"], true);
     }
@@ -275,10 +260,7 @@ fn a_missing_parameter_is_picked_up_once_published() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let logs = server.stop();
-    let failures = lines_with_message(
-        &logs,
-        "rules refresh failed; keeping the last good document",
-    );
+    let failures = logs.with_message("rules refresh failed; keeping the last good document");
     // On a loaded machine an early attempt may time out instead; one names the cause.
     assert!(
         failures.iter().any(|f| f["cause"]
@@ -317,7 +299,7 @@ fn rules_and_token_are_read_in_one_call_at_start() {
     );
     let logs = server.stop();
     for message in ["rules loaded", "auth tokens loaded"] {
-        let loaded = lines_with_message(&logs, message);
+        let loaded = logs.with_message(message);
         assert_eq!(loaded.len(), 1, "{message}: {}", logs.text());
         assert_eq!(loaded[0]["version"], 1);
     }
@@ -348,11 +330,8 @@ fn a_missing_token_parameter_is_named_and_the_rules_still_load() {
         "signatures cannot be checked: no auth token is available"
     );
     let logs = server.stop();
-    assert_eq!(lines_with_message(&logs, "rules loaded").len(), 1);
-    let failures = lines_with_message(
-        &logs,
-        "auth tokens refresh failed; keeping the last good document",
-    );
+    assert_eq!(logs.with_message("rules loaded").len(), 1);
+    let failures = logs.with_message("auth tokens refresh failed; keeping the last good document");
     assert!(!failures.is_empty(), "{}", logs.text());
     assert_eq!(failures[0]["parameter"], TOKEN_PARAMETER);
     assert!(
@@ -395,7 +374,7 @@ fn a_pinned_version_is_read_as_pinned() {
         .expect_json(200);
     assert_eq!(answer["conference_record"], "do-not-record", "version 1");
     let logs = server.stop();
-    let loaded = lines_with_message(&logs, "rules loaded");
+    let loaded = logs.with_message("rules loaded");
     assert_eq!(loaded[0]["version"], 1, "{}", logs.text());
 }
 
@@ -412,7 +391,7 @@ fn an_ssm_that_never_answers_at_start_fails_both_reads_once() {
     let logs = server.stop();
     for what in ["rules", "auth tokens"] {
         let message = format!("{what} refresh failed; keeping the last good document");
-        let failures = lines_with_message(&logs, &message);
+        let failures = logs.with_message(&message);
         assert!(!failures.is_empty(), "{what}: {}", logs.text());
         assert_eq!(failures[0]["no_good_document"], true);
     }

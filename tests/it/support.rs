@@ -554,6 +554,14 @@ pub struct Logs {
 
 impl Logs {
     /// Every line as a JSON object; panics on a line that is not one.
+    /// The JSON lines whose `message` is `message`.
+    pub fn with_message(&self, message: &str) -> Vec<Value> {
+        self.json()
+            .into_iter()
+            .filter(|line| line["message"] == message)
+            .collect()
+    }
+
     pub fn json(&self) -> Vec<Value> {
         self.lines
             .iter()
